@@ -17,7 +17,7 @@ import re
 from datetime import date
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from clinic_desktop.models import Bill, DeskCounter, Patient, Visit
 
@@ -36,9 +36,13 @@ def invoice_number(desk_code: str, seq: int) -> str:
     return f"INV-{desk_code}-{seq:06d}"
 
 
-def _highest_suffix(session: Session, column: object, prefix: str) -> int:
+def _highest_suffix(
+    session: Session,
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None],
+    prefix: str,
+) -> int:
     """Largest numeric suffix among existing numbers starting with ``prefix``."""
-    values = session.scalars(select(column).where(column.like(f"{prefix}%"))).all()  # type: ignore[attr-defined]
+    values = session.scalars(select(column).where(column.like(f"{prefix}%"))).all()
     best = 0
     for value in values:
         tail = str(value)[len(prefix) :]
