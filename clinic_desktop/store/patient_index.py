@@ -30,42 +30,20 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-# Word characters for names: letters, numbers, private use, combining marks (Devanagari vowel
-# signs, Arabic harakat) and symbols (emoji). Everything else separates words.
-NAME_TOKENIZER = "unicode61 remove_diacritics 2 categories 'L* N* Co M* S*'"
+# Name tokenizer categories: letters, numbers, private use, combining marks (Devanagari vowel
+# signs, Arabic harakat) and symbols (emoji) make words; everything else separates them.
 
 
-def _live(alias: str) -> str:
-    """The condition for a patient that search may show (not deleted, not merged away)."""
-    return f"{alias}.deleted = 0 AND {alias}.merged_into IS NULL"
-
-
-_INSERT_BODY = f"""
-    INSERT OR IGNORE INTO patient_search_key(patient_id) VALUES (new.id);
-    INSERT INTO patient_name_fts(rowid, full_name)
-        SELECT k, new.full_name FROM patient_search_key
-        WHERE patient_id = new.id AND {_live("new")};
-    INSERT INTO patient_code_fts(rowid, phone, patient_number)
-        SELECT k, new.phone, new.patient_number FROM patient_search_key
-        WHERE patient_id = new.id AND {_live("new")};
-"""
-
-_DELETE_BODY = """
-    DELETE FROM patient_name_fts
-        WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
-    DELETE FROM patient_code_fts
-        WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
-"""
-
+# Every statement is a literal (no string building): what runs is exactly what is read here.
 PATIENT_INDEX_DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS patient_search_key (
         k INTEGER PRIMARY KEY,
         patient_id VARCHAR(36) NOT NULL UNIQUE
     )""",
-    f"""CREATE VIRTUAL TABLE IF NOT EXISTS patient_name_fts USING fts5(
+    """CREATE VIRTUAL TABLE IF NOT EXISTS patient_name_fts USING fts5(
         full_name,
         content='', contentless_delete=1,
-        tokenize="{NAME_TOKENIZER}",
+        tokenize="unicode61 remove_diacritics 2 categories 'L* N* Co M* S*'",
         prefix='1 2 3'
     )""",
     """CREATE VIRTUAL TABLE IF NOT EXISTS patient_code_fts USING fts5(
@@ -73,33 +51,52 @@ PATIENT_INDEX_DDL: list[str] = [
         content='', contentless_delete=1,
         tokenize='trigram'
     )""",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS patient_name_terms USING fts5vocab(patient_name_fts, 'row')",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS patient_name_terms
+        USING fts5vocab(patient_name_fts, 'row')""",
     "CREATE INDEX IF NOT EXISTS ix_patient_search_phone ON patient(phone)",
     "CREATE INDEX IF NOT EXISTS ix_patient_search_dob ON patient(date_of_birth)",
-    f"""CREATE TRIGGER IF NOT EXISTS patient_search_ai AFTER INSERT ON patient BEGIN
-        {_INSERT_BODY}
+    """CREATE TRIGGER IF NOT EXISTS patient_search_ai AFTER INSERT ON patient BEGIN
+        INSERT OR IGNORE INTO patient_search_key(patient_id) VALUES (new.id);
+        INSERT INTO patient_name_fts(rowid, full_name)
+            SELECT k, new.full_name FROM patient_search_key
+            WHERE patient_id = new.id AND new.deleted = 0 AND new.merged_into IS NULL;
+        INSERT INTO patient_code_fts(rowid, phone, patient_number)
+            SELECT k, new.phone, new.patient_number FROM patient_search_key
+            WHERE patient_id = new.id AND new.deleted = 0 AND new.merged_into IS NULL;
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS patient_search_au
+    """CREATE TRIGGER IF NOT EXISTS patient_search_au
         AFTER UPDATE OF full_name, phone, patient_number, deleted, merged_into ON patient
     BEGIN
-        {_DELETE_BODY}
-        {_INSERT_BODY}
+        DELETE FROM patient_name_fts
+            WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
+        DELETE FROM patient_code_fts
+            WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
+        INSERT OR IGNORE INTO patient_search_key(patient_id) VALUES (new.id);
+        INSERT INTO patient_name_fts(rowid, full_name)
+            SELECT k, new.full_name FROM patient_search_key
+            WHERE patient_id = new.id AND new.deleted = 0 AND new.merged_into IS NULL;
+        INSERT INTO patient_code_fts(rowid, phone, patient_number)
+            SELECT k, new.phone, new.patient_number FROM patient_search_key
+            WHERE patient_id = new.id AND new.deleted = 0 AND new.merged_into IS NULL;
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS patient_search_ad AFTER DELETE ON patient BEGIN
-        {_DELETE_BODY}
+    """CREATE TRIGGER IF NOT EXISTS patient_search_ad AFTER DELETE ON patient BEGIN
+        DELETE FROM patient_name_fts
+            WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
+        DELETE FROM patient_code_fts
+            WHERE rowid = (SELECT k FROM patient_search_key WHERE patient_id = old.id);
         DELETE FROM patient_search_key WHERE patient_id = old.id;
     END""",
-    # Backfill / rebuild from the patient table (a no-op on an empty store).
+    # Backfill / rebuild from the patient table (cheap no-ops on an empty store).
     "INSERT OR IGNORE INTO patient_search_key(patient_id) SELECT id FROM patient ORDER BY rowid",
     "INSERT INTO patient_name_fts(patient_name_fts) VALUES ('delete-all')",
     "INSERT INTO patient_code_fts(patient_code_fts) VALUES ('delete-all')",
-    f"""INSERT INTO patient_name_fts(rowid, full_name)
+    """INSERT INTO patient_name_fts(rowid, full_name)
         SELECT k.k, p.full_name FROM patient p JOIN patient_search_key k ON k.patient_id = p.id
-        WHERE {_live("p")}""",
-    f"""INSERT INTO patient_code_fts(rowid, phone, patient_number)
+        WHERE p.deleted = 0 AND p.merged_into IS NULL""",
+    """INSERT INTO patient_code_fts(rowid, phone, patient_number)
         SELECT k.k, p.phone, p.patient_number
         FROM patient p JOIN patient_search_key k ON k.patient_id = p.id
-        WHERE {_live("p")}""",
+        WHERE p.deleted = 0 AND p.merged_into IS NULL""",
 ]
 
 
