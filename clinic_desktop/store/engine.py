@@ -21,15 +21,27 @@ class StoreError(Exception):
     """The local store cannot be opened; the message is meant for a person."""
 
 
+def connect_raw(path: Path, key_hex: str, *, check_same_thread: bool = True) -> Any:
+    """A bare keyed SQLCipher connection (backups, checks); nothing is read until first use.
+
+    SQLCipher's own logging is switched off first: with a wrong key it would print page
+    decryption errors on stderr, which a person would read as a crash.
+    """
+    if not _HEX_KEY.match(key_hex):
+        raise StoreError("The store key is malformed (expected 64 hex digits).")
+    conn = sqlcipher3.connect(str(path), check_same_thread=check_same_thread, timeout=30)
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.execute(f"PRAGMA key = \"x'{key_hex}'\"")
+    return conn
+
+
 def create_store_engine(path: Path, key_hex: str, *, pool_size: int = 5) -> Engine:
     """An engine whose every connection is keyed, checked, and set up for durable WAL."""
     if not _HEX_KEY.match(key_hex):
         raise StoreError("The store key is malformed (expected 64 hex digits).")
 
     def connect() -> Any:
-        conn = sqlcipher3.connect(str(path), check_same_thread=False, timeout=30)
-        conn.execute(f"PRAGMA key = \"x'{key_hex}'\"")
-        return conn
+        return connect_raw(path, key_hex, check_same_thread=False)
 
     engine = create_engine(
         "sqlite://",
