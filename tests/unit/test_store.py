@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keyring
 import pytest
+from alembic import command
 from keyring.backends import chainer, fail, null
 from keyrings.alt.file import PlaintextKeyring
 from sqlalchemy import select, text
@@ -427,3 +428,42 @@ def test_restore_refuses_a_keyed_file_without_our_schema(
     with pytest.raises(StoreError, match="is not a file"):
         restore_from(store, tmp_path / "missing.db")
     assert desk_for(store) is None  # still open and usable
+
+
+# --- patient search index (revision 0002) -------------------------------------------------
+
+
+def _fts_hits(store: OpenedStore, query: str) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM patient_name_fts WHERE patient_name_fts MATCH :q"),
+                {"q": query},
+            ).scalar_one()
+        )
+
+
+def test_migrations_create_the_patient_search_index(store: OpenedStore) -> None:
+    desk = _set_identity(store)
+    _add_patient(desk, "Fennimore Okafor", "P-A-000001")
+    assert _fts_hits(store, "fenn*") == 1
+    assert _fts_hits(store, "zzz*") == 0
+
+
+def test_search_index_revision_downgrades_and_rebuilds_from_patients(
+    store: OpenedStore,
+) -> None:
+    desk = _set_identity(store)
+    _add_patient(desk, "Fennimore Okafor", "P-A-000001")
+    with store.engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0001")
+    with store.engine.connect() as conn:
+        names = set(conn.execute(text("SELECT name FROM sqlite_master")).scalars())
+    assert not any(name.startswith("patient_search") or "_fts" in name for name in names)
+    store.close()
+    reopened = open_store(store.data_dir)  # upgrades again, after a backup
+    try:
+        assert _fts_hits(reopened, "okaf*") == 1
+        assert len(list((store.data_dir / BACKUP_DIR).glob("*-auto-0001-to-*.db"))) == 1
+    finally:
+        reopened.close()
