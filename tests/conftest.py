@@ -11,6 +11,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +25,15 @@ from clinic_desktop.models import Base, LocalBase  # noqa: E402
 from clinic_desktop.models.hlc import HybridLogicalClock  # noqa: E402
 from clinic_desktop.services.context import Desk  # noqa: E402
 from clinic_desktop.store.engine import create_store_engine  # noqa: E402
+from clinic_desktop.store.open import OpenedStore, open_store  # noqa: E402
+
+if TYPE_CHECKING:
+    from clinic_desktop.services.context import Actor
+    from clinic_desktop.services.users import SetupResult
+
+# The first admin the ``desk`` fixture creates (password meets the password rules).
+TEST_ADMIN_USERNAME = "admin"
+TEST_ADMIN_PASSWORD = "Quiet-harbour-17"
 
 
 @pytest.fixture
@@ -42,3 +52,46 @@ def bare_desk(tmp_path: Path) -> Iterator[Desk]:
     )
     yield desk
     engine.dispose()
+
+
+@pytest.fixture
+def opened_store(tmp_path: Path) -> Iterator[OpenedStore]:
+    """A store opened exactly as the application opens it: key from the keyring, integrity
+    check, migrations (with the FTS patient index), device id. Not set up for a clinic yet."""
+    store = open_store(tmp_path / "desk-data")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def desk_setup(opened_store: OpenedStore, monkeypatch: pytest.MonkeyPatch) -> SetupResult:
+    """First-run setup on a real store: clinic "Test Clinic" (USD), desk code "A", first admin
+    ``TEST_ADMIN_USERNAME`` / ``TEST_ADMIN_PASSWORD``. bcrypt runs at its cheapest cost."""
+    from clinic_desktop.services import passwords, users
+
+    monkeypatch.setattr(passwords, "BCRYPT_ROUNDS", 4)
+    return users.setup_clinic(
+        opened_store.engine,
+        device_id=opened_store.device_id,
+        audit_key=opened_store.audit_key,
+        clock=opened_store.clock,
+        clinic_name="Test Clinic",
+        currency="USD",
+        desk_code="A",
+        admin_username=TEST_ADMIN_USERNAME,
+        admin_full_name="Test Admin",
+        password=TEST_ADMIN_PASSWORD,
+        workstation_name="Front desk",
+    )
+
+
+@pytest.fixture
+def desk(desk_setup: SetupResult) -> Desk:
+    """A set-up desk on a real encrypted, migrated store (see ``desk_setup``)."""
+    return desk_setup.desk
+
+
+@pytest.fixture
+def admin(desk_setup: SetupResult) -> Actor:
+    """The first admin of the ``desk`` fixture, as services see them."""
+    return desk_setup.admin
