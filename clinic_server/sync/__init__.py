@@ -1,0 +1,1 @@
+"""Server side of the sync protocol: push (apply mutations), pull (change log), snapshot."""
