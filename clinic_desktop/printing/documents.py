@@ -24,9 +24,9 @@ def _e(value: object) -> str:
 
 
 def _money(amount_minor: int, currency: str) -> str:
-    sign = "-" if amount_minor < 0 else ""
-    value = abs(amount_minor)
-    return f"{sign}{currency} {value // 100:,}.{value % 100:02d}"
+    from clinic_desktop.services.money import format_amount  # the currency's own decimals
+
+    return format_amount(amount_minor, currency)
 
 
 @dataclass(frozen=True)
@@ -112,21 +112,31 @@ class ReceiptDoc:
     payments: Sequence[ReceiptPayment] = ()
     cashier: str = ""
     issued_at: datetime | None = None
+    title: str = "Receipt"
+    doctor_name: str = ""
+    cancels_invoice: str = ""
+    paid: int | None = None  # net paid as the service computed it (refunds included)
+    balance: int | None = None
 
     @property
     def paid_minor(self) -> int:
-        return sum(p.amount_minor for p in self.payments)
+        return self.paid if self.paid is not None else sum(p.amount_minor for p in self.payments)
 
     @property
     def balance_minor(self) -> int:
-        return self.total_minor - self.paid_minor
+        return self.balance if self.balance is not None else self.total_minor - self.paid_minor
 
 
 @dataclass(frozen=True)
 class ReportRow:
     label: str
     count: int
-    amount_minor: int
+    received_minor: int
+    refunded_minor: int
+
+    @property
+    def net_minor(self) -> int:
+        return self.received_minor - self.refunded_minor
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,10 @@ class DayEndReport:
     currency: str
     by_method: Sequence[ReportRow]
     by_user: Sequence[ReportRow]
-    total_minor: int
+    received_minor: int
+    refunded_minor: int
+    net_minor: int
+    bills_issued: int = 0
     prepared_by: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
 
@@ -282,15 +295,20 @@ def receipt_html(doc: ReceiptDoc) -> str:
     return _page(body)
 
 
-def _report_table(title: str, rows: Iterable[ReportRow], currency: str) -> str:
+def _report_table(title: str, heading: str, rows: Iterable[ReportRow], currency: str) -> str:
     body = "".join(
         f"<tr><td>{_e(r.label)}</td><td class='num'>{r.count}</td>"
-        f"<td class='num'>{_e(_money(r.amount_minor, currency))}</td></tr>"
+        f"<td class='num'>{_e(_money(r.received_minor, currency))}</td>"
+        f"<td class='num'>{_e(_money(r.refunded_minor, currency))}</td>"
+        f"<td class='num'>{_e(_money(r.net_minor, currency))}</td></tr>"
         for r in rows
     )
+    if not body:
+        body = "<tr><td colspan='5'>No payments.</td></tr>"
     return (
-        f"<h2>{_e(title)}</h2><table class='grid'><tr><th>{_e(title.split()[-1].title())}</th>"
-        f"<th class='num'>Payments</th><th class='num'>Amount</th></tr>{body}</table>"
+        f"<h2>{_e(title)}</h2><table class='grid'><tr><th>{_e(heading)}</th>"
+        "<th class='num'>Payments</th><th class='num'>Received</th>"
+        f"<th class='num'>Refunded</th><th class='num'>Net</th></tr>{body}</table>"
     )
 
 
@@ -299,9 +317,12 @@ def day_end_html(report: DayEndReport) -> str:
     body = (
         _head(report.clinic)
         + f"<h2>Day-end collection report: {_e(report.day.isoformat())}</h2>"
-        + _report_table("Collections by method", report.by_method, report.currency)
-        + _report_table("Collections by user", report.by_user, report.currency)
-        + f"<p><b>Total collected:</b> {_e(_money(report.total_minor, report.currency))}</p>"
+        + _report_table("Collections by method", "Method", report.by_method, report.currency)
+        + _report_table("Collections by user", "Cashier", report.by_user, report.currency)
+        + f"<p><b>Received:</b> {_e(_money(report.received_minor, report.currency))} &nbsp; "
+        f"<b>Refunded:</b> {_e(_money(report.refunded_minor, report.currency))} &nbsp; "
+        f"<b>Net collected:</b> {_e(_money(report.net_minor, report.currency))}</p>"
+        f"<p>Bills issued: {report.bills_issued}</p>"
         + notes
         + (
             f"<p class='small'>Prepared by {_e(report.prepared_by)}</p>"

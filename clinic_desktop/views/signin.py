@@ -126,13 +126,11 @@ class SetupWizard(QWizard):
 
     FIELDS = (
         "clinic_name",
-        "address",
-        "phone",
         "currency",
         "desk_code",
         "admin_username",
         "admin_full_name",
-        "admin_password",
+        "password",
     )
 
     def __init__(
@@ -154,8 +152,6 @@ class SetupWizard(QWizard):
         clinic.setSubTitle("This prints on tokens, prescriptions and receipts.")
         form = QFormLayout(clinic)
         self._line(form, "clinic_name", "Clinic &name", "e.g. Green Valley Clinic")
-        self._line(form, "address", "&Address", "Street, town")
-        self._line(form, "phone", "&Phone", "")
         currency = QComboBox()
         currency.setEditable(True)
         currency.addItems(["USD", "EUR", "GBP", "INR", "KES", "NGN", "PKR", "ZAR", "AED", "JPY"])
@@ -177,8 +173,8 @@ class SetupWizard(QWizard):
         admin_form = QFormLayout(admin)
         self._line(admin_form, "admin_full_name", "Full &name", "")
         self._line(admin_form, "admin_username", "&User name", "e.g. admin")
-        self._line(admin_form, "admin_password", "&Password", "At least 10 characters")
-        self.inputs["admin_password"].setEchoMode(QLineEdit.EchoMode.Password)  # type: ignore[union-attr]
+        self._line(admin_form, "password", "&Password", "At least 10 characters")
+        self.inputs["password"].setEchoMode(QLineEdit.EchoMode.Password)  # type: ignore[union-attr]
         self.general = plain_label("", "fieldError")
         self.general.setWordWrap(True)
         admin_form.addRow(self.general)
@@ -197,7 +193,7 @@ class SetupWizard(QWizard):
         out: dict[str, str] = {}
         for name, widget in self.inputs.items():
             text = widget.currentText() if isinstance(widget, QComboBox) else widget.text()
-            out[name] = text if name == "admin_password" else text.strip()
+            out[name] = text if name == "password" else text.strip()
         return out
 
     def accept(self) -> None:
@@ -207,7 +203,7 @@ class SetupWizard(QWizard):
             return
         rest = self.errors.show(problems)
         self.general.setText("\n".join(rest))
-        clinic_fields = {"clinic_name", "address", "phone", "currency", "desk_code"}
+        clinic_fields = {"clinic_name", "currency", "desk_code"}
         if clinic_fields.intersection(problems) and self.currentId() != self.startId():
             self.back()
 
