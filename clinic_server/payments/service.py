@@ -354,7 +354,8 @@ class StripePayments:
                 raise _stripe_down() from None
             except stripe.StripeError:  # completed in the meantime: re-read and record it
                 current = client.v1.checkout.sessions.retrieve(session_id)
-        return self._apply(caller.clinic_id, current, None)
+        given_up = outcome in ("cancel", "closed")
+        return self._apply(caller.clinic_id, current, None, cancelled=given_up)
 
     # ------------------------------------------------------------------------------ webhook
 
@@ -464,6 +465,7 @@ class StripePayments:
         event: tuple[str, str] | None,
         *,
         failed: bool = False,
+        cancelled: bool = False,
     ) -> dict[str, Any]:
         """Act on the session as Stripe has it now; record the payment at most once."""
         with self.db.read() as session:
@@ -495,7 +497,8 @@ class StripePayments:
                     refund_due = self._record_paid(session, row, str(current.payment_intent))
                 elif row.payment_id is None:
                     if current.status == "expired":
-                        row.status = "cancelled" if row.status == "cancelled" else "expired"
+                        given_up = cancelled or row.status == "cancelled"
+                        row.status = "cancelled" if given_up else "expired"
                     elif failed:
                         row.status = "failed"
         except IntegrityError:
