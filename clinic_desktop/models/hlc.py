@@ -13,11 +13,15 @@ from collections.abc import Callable
 
 _MS_WIDTH = 15
 _COUNTER_WIDTH = 6
+# Stamps live in 48-character columns (``updated_at``, ``hlc``): 15 + 1 + 6 + 1 + 25. A device
+# id is a 36-character UUID; its first 25 characters (21 hex digits) still tell devices apart
+# for tie-breaking.
+MAX_NODE = 25
 
 
 def format_hlc(millis: int, counter: int, node: str) -> str:
-    """Render the parts of an HLC timestamp as its sortable string."""
-    return f"{millis:0{_MS_WIDTH}d}-{counter:0{_COUNTER_WIDTH}d}-{node}"
+    """Render the parts of an HLC timestamp as its sortable string (at most 48 characters)."""
+    return f"{millis:0{_MS_WIDTH}d}-{counter:0{_COUNTER_WIDTH}d}-{node[:MAX_NODE]}"
 
 
 def parse_hlc(stamp: str) -> tuple[int, int, str]:
