@@ -26,7 +26,7 @@ from clinic_desktop.sync import protocol
 from clinic_server.db import Database
 from clinic_server.sync.changes import ChangeSet, entity_of
 from clinic_server.sync.rules import Actor, frozen_problem, permission_problem
-from clinic_server.sync.validate import fields_problem, missing_required
+from clinic_server.sync.validate import column_specs, fields_problem, missing_required
 from clinic_server.tables import AppliedMutation, DeviceUser, RowStamp
 
 log = logging.getLogger("clinic_server.sync")
@@ -90,13 +90,17 @@ def push(
     mutations: list[MutationIn],
     *,
     after_apply: Callable[[Session], None] | None = None,
+    before_commit: Callable[[Session], None] | None = None,
 ) -> tuple[list[dict[str, Any]], PushStats]:
     """Apply a batch; retried whole when the database reports a deadlock or serialization
     failure (two pushes locking the same rows in opposite order)."""
     for attempt in range(5):
         try:
             with db.write() as session:
-                return _push_once(session, ctx, mutations, after_apply)
+                answer = _push_once(session, ctx, mutations, after_apply)
+                if before_commit is not None:
+                    before_commit(session)
+                return answer
         except OperationalError as exc:  # deadlock, lock timeout, "database is locked"
             if attempt == 4:
                 raise
@@ -376,7 +380,7 @@ def _insert(
         origin=ctx.device_id,
         **values,
     )
-    after = {attr: getattr(row, attr) for attr in values}
+    after = {name: getattr(row, name) for name in column_specs(model)}
     lookup = _lookup(session, ctx.clinic_id)
     problem = permission_problem(mutation.entity, "insert", actor, None, values, after, lookup)
     if problem:
@@ -433,7 +437,7 @@ def _update(
     if not attempted:
         return row, ("merged" if foreign_change else "accepted"), 0
     lookup = _lookup(session, ctx.clinic_id)
-    after = {name: getattr(row, name) for name in values} | attempted
+    after = {name: getattr(row, name) for name in column_specs(model)} | attempted
     problem = permission_problem(entity, "update", actor, row, attempted, after, lookup)
     if problem:
         raise Rejected(problem)
