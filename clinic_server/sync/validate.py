@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Date, Integer, String, inspect
@@ -29,8 +28,14 @@ class ColumnSpec:
     required: bool  # must be given on insert (no default, not nullable)
 
 
-@cache
+_SPECS: dict[type[Any], dict[str, ColumnSpec]] = {}
+
+
 def column_specs(model: type[Any]) -> dict[str, ColumnSpec]:
+    """What each column of a synced model accepts (computed once per model)."""
+    cached = _SPECS.get(model)
+    if cached is not None:
+        return cached
     specs: dict[str, ColumnSpec] = {}
     for attr in inspect(model).column_attrs:
         column = attr.columns[0]
@@ -54,6 +59,7 @@ def column_specs(model: type[Any]) -> dict[str, ColumnSpec]:
             kind, max_len = "str", ctype.length or MAX_TEXT
         required = not column.nullable and column.default is None and not column.primary_key
         specs[attr.key] = ColumnSpec(kind, bool(column.nullable), max_len, bits, required)
+    _SPECS[model] = specs
     return specs
 
 
@@ -104,7 +110,7 @@ def _type_problem(spec: ColumnSpec, value: Any) -> str | None:
 
 def fields_problem(model: type[Any], fields: dict[str, Any]) -> str | None:
     """Why these field values cannot be stored, or ``None`` when they all fit."""
-    specs = column_specs(model)  # type: ignore[arg-type]
+    specs = column_specs(model)
     for name, value in fields.items():
         spec = specs.get(name)
         if spec is None:
@@ -119,6 +125,6 @@ def missing_required(model: type[Any], fields: dict[str, Any]) -> list[str]:
     """Fields an insert must carry (no default, not nullable)."""
     return [
         name
-        for name, spec in column_specs(model).items()  # type: ignore[arg-type]
+        for name, spec in column_specs(model).items()
         if spec.required and name not in fields and name not in {"clinic_id"}
     ]
