@@ -52,7 +52,7 @@ server:
 
 # CI installs PostgreSQL too when it is missing; locally only a stopped one is started.
 test:
-	scripts/bootstrap.sh --extras server,demo,test,installer $(if $(filter true,$(CI)),--with-postgres,)
+	scripts/bootstrap.sh --extras server,demo,test,installer,filekeyring $(if $(filter true,$(CI)),--with-postgres,)
 	scripts/run-tests.sh
 
 # Everything but the bundle build (about a minute); handy while developing.
@@ -75,8 +75,8 @@ bench:
 	scripts/run-benchmarks.sh $(BENCH)
 
 bundle:
-	scripts/bootstrap.sh --extras installer
-	installer/build.sh
+	scripts/bootstrap.sh --extras installer,filekeyring
+	installer/build.sh --tarball
 
 clean:
 	rm -rf build dist
