@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
@@ -39,6 +38,7 @@ from clinic_desktop.views.common import (
     FieldErrors,
     RowsModel,
     attempt,
+    configure_table,
     confirm,
     make_action,
     plain_label,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _table(model: Any, name: str) -> QTableView:
+def _table(model: Any, name: str, stretch: tuple[int, ...] = (0,)) -> QTableView:
     view = QTableView()
     view.setModel(model)
     view.setAccessibleName(name)
@@ -63,7 +63,7 @@ def _table(model: Any, name: str) -> QTableView:
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     view.setAlternatingRowColors(True)
     view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    configure_table(view, stretch)
     view.setTabKeyNavigation(False)
     return view
 
@@ -86,7 +86,7 @@ class UsersTab(QWidget):
             ],
             self,
         )
-        self.table = _table(self.model, "Users")
+        self.table = _table(self.model, "Users", (1, 2))
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._selected())
         self.role_boxes: dict[str, QCheckBox] = {}
         roles_row = QHBoxLayout()
@@ -251,7 +251,7 @@ class PricesTab(QWidget):
             self,
         )
         self._doctor_names: dict[str, str] = {}
-        self.table = _table(self.model, "Price list")
+        self.table = _table(self.model, "Price list", (1, 3))
         self.code = QLineEdit()
         self.name = QLineEdit()
         self.kind = QComboBox()
@@ -402,6 +402,12 @@ class SettingsTab(QWidget):
         self.save_button.setProperty("primary", True)
         self.save_button.clicked.connect(self.save)
         form.addRow(self.save_button)
+        if not gateway.settings_editable():
+            self.save_button.setEnabled(False)
+            self.message.setText("Changing clinic settings is not available in this version.")
+            for edit in (self.name, self.address, self.phone, self.tax, self.timezone):
+                edit.setReadOnly(True)
+            self.idle.setReadOnly(True)
 
     def refresh(self) -> None:
         settings = gateway.clinic_settings(self.page.ctx.desk)
@@ -488,7 +494,7 @@ class AuditTab(QWidget):
             filters.addWidget(w)
         layout = QVBoxLayout(self)
         layout.addLayout(filters)
-        layout.addWidget(_table(self.model, "Audit events"), 1)
+        layout.addWidget(_table(self.model, "Audit events", (5,)), 1)
         row = QHBoxLayout()
         row.addWidget(verify)
         row.addWidget(self.chain, 1)
@@ -502,6 +508,12 @@ class AuditTab(QWidget):
             self.user.addItem(u.full_name, u.user_id)
 
     def refresh(self) -> None:
+        if not gateway.audit_listable():
+            self.model.set_rows([])
+            self.chain.setText(
+                "Listing audit events is not available in this version; the chain check is."
+            )
+            return
         rows = attempt(
             self,
             gateway.audit_events,
@@ -587,7 +599,8 @@ class BackupTab(QWidget):
 
 
 class SyncTab(QWidget):
-    """Server connection, enrolment, sync problems, conflicts and duplicates."""
+    """Server connection, sync problems (changes the server refused), field conflicts, and
+    patients registered twice on different desks."""
 
     def __init__(self, page: AdminWindow) -> None:
         super().__init__()
@@ -597,29 +610,139 @@ class SyncTab(QWidget):
         )
         self.state.setWordWrap(True)
         self.state.setAccessibleName("Sync state")
-        self.server = QLineEdit()
-        self.server.setPlaceholderText("https://clinic-server.example")
-        self.server.setAccessibleName("Server address")
-        self.server.setEnabled(False)
-        self.detail = plain_label(
-            "Connecting this desk to the clinic's server (enrolment), the list of changes the "
-            "server refused, field conflicts and possible duplicate patients appear here once "
-            "a server is configured.",
-            "hint",
+        self.message = plain_label("", "hint")
+        self.message.setWordWrap(True)
+        self.problems: RowsModel[Any] = RowsModel(
+            [
+                Column("When", lambda p: p.occurred_at[:19]),
+                Column("Record", lambda p: f"{p.entity_label} {p.row_id[:8]}"),
+                Column("Fields", lambda p: ", ".join(p.fields)),
+                Column("Reason", lambda p: p.reason),
+            ],
+            self,
         )
-        self.detail.setWordWrap(True)
-        form = QFormLayout()
-        form.addRow("Server", self.server)
+        self.conflicts: RowsModel[Any] = RowsModel(
+            [
+                Column("Record", lambda c: f"{c.entity_label} {c.row_id[:8]}"),
+                Column("Field", lambda c: c.field),
+                Column("Kept", lambda c: c.kept_value),
+                Column("Lost", lambda c: c.lost_value),
+            ],
+            self,
+        )
+        self.duplicates: RowsModel[Any] = RowsModel(
+            [
+                Column("First", lambda d: d.first_number),
+                Column("Second", lambda d: d.second_number),
+                Column("Why", lambda d: d.reason),
+            ],
+            self,
+        )
+        self.problem_view = _table(self.problems, "Sync problems", (3,))
+        self.conflict_view = _table(self.conflicts, "Conflicts", (2, 3))
+        self.duplicate_view = _table(self.duplicates, "Possible duplicates", (2,))
         layout = QVBoxLayout(self)
         layout.addWidget(self.state)
-        layout.addLayout(form)
-        layout.addWidget(self.detail)
-        layout.addStretch(1)
+        layout.addWidget(self.message)
+        layout.addWidget(section_label("Changes the server refused"))
+        layout.addWidget(self.problem_view, 1)
+        row = QHBoxLayout()
+        for text, slot in (
+            ("Retry", self.retry),
+            ("Discard (keep the server's copy)", self.discard),
+        ):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        layout.addWidget(section_label("Conflicting edits"))
+        layout.addWidget(self.conflict_view, 1)
+        row = QHBoxLayout()
+        for text, slot in (("Keep result", self.keep), ("Restore lost value", self.restore)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        layout.addWidget(section_label("Same patient registered on two desks"))
+        layout.addWidget(self.duplicate_view, 1)
+        row = QHBoxLayout()
+        merge = QPushButton("Merge second into first...")
+        merge.clicked.connect(self.merge)
+        row.addWidget(merge)
+        row.addStretch(1)
+        layout.addLayout(row)
 
     def refresh(self) -> None:
-        text = gateway.sync_summary(self.page.ctx.desk)
-        if text:
-            self.state.setText(text)
+        desk, actor = self.page.ctx.desk, self.page.ctx.actor
+        try:
+            self.state.setText(gateway.sync_summary(desk))
+            self.problems.set_rows(gateway.sync_problems(desk, actor))
+            self.conflicts.set_rows(gateway.sync_conflicts(desk, actor))
+            self.duplicates.set_rows(gateway.duplicate_pairs(desk, actor))
+        except ClinicError as exc:
+            self.message.setText(str(exc))
+
+    def _act(
+        self, view: QTableView, model: RowsModel[Any], fn: Callable[..., object], done: str
+    ) -> None:
+        row = _selected(view, model)
+        if row is None:
+            self.message.setText("Select a line first.")
+            return
+        if attempt(self, fn, self.page.ctx.desk, self.page.ctx.actor, row.id) is not None:
+            self.message.setText(done)
+            self.refresh()
+
+    def retry(self) -> None:
+        self._act(
+            self.problem_view,
+            self.problems,
+            gateway.retry_problem,
+            "The change will be sent again.",
+        )
+
+    def discard(self) -> None:
+        self._act(
+            self.problem_view,
+            self.problems,
+            gateway.discard_problem,
+            "Discarded; the server's copy stands.",
+        )
+
+    def keep(self) -> None:
+        self._act(self.conflict_view, self.conflicts, gateway.keep_conflict, "Result kept.")
+
+    def restore(self) -> None:
+        self._act(
+            self.conflict_view, self.conflicts, gateway.restore_conflict, "Lost value restored."
+        )
+
+    def merge(self) -> None:
+        pair = _selected(self.duplicate_view, self.duplicates)
+        if pair is None:
+            self.message.setText("Select a pair first.")
+            return
+        if not confirm(
+            self,
+            f"Merge {pair.second_number} into {pair.first_number}? The "
+            "history of both stays with the first record.",
+        ):
+            return
+        if (
+            attempt(
+                self,
+                gateway.merge_duplicate,
+                self.page.ctx.desk,
+                self.page.ctx.actor,
+                pair.first_id,
+                pair.second_id,
+            )
+            is not None
+        ):
+            self.message.setText("Merged.")
+            self.refresh()
 
 
 class AdminWindow(RolePage):

@@ -204,7 +204,21 @@ class ClinicApp(QObject):
         except ClinicError as exc:
             self.sign_in.show_message(str(exc))
             return
+        if gateway.must_change_password(self.desk, actor) and not self._new_password(actor):
+            self.sign_in.reset()
+            return
         self.open_shell(actor)
+
+    def _new_password(self, actor: Actor) -> bool:
+        """After an admin reset, the person picks their own password before anything else."""
+        from clinic_desktop.views.signin import ChangePasswordDialog
+
+        assert self.desk is not None
+        desk = self.desk
+        dialog = ChangePasswordDialog(
+            lambda old, new: gateway_change(desk, actor, old, new), self.sign_in
+        )
+        return dialog.exec() == ChangePasswordDialog.DialogCode.Accepted
 
     def open_shell(self, actor: Actor) -> Shell:
         from clinic_desktop.views.shell import Shell
@@ -231,6 +245,12 @@ class ClinicApp(QObject):
 
         self.store = store
         self.desk = desk_for(store)
+
+
+def gateway_change(desk: Desk, actor: Actor, old: str, new: str) -> None:
+    from clinic_desktop.views import gateway
+
+    gateway.change_own_password(desk, actor, old, new)
 
 
 def run_gui(data_dir: Path) -> int:

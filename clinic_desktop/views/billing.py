@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -43,6 +42,7 @@ from clinic_desktop.views.common import (
     Column,
     RowsModel,
     attempt,
+    configure_table,
     make_action,
     plain_label,
     section_label,
@@ -76,7 +76,7 @@ STATUS_NAMES = {
 }
 
 
-def _table(model: Any, name: str) -> QTableView:
+def _table(model: Any, name: str, stretch: tuple[int, ...] = (0,)) -> QTableView:
     view = QTableView()
     view.setModel(model)
     view.setAccessibleName(name)
@@ -85,7 +85,7 @@ def _table(model: Any, name: str) -> QTableView:
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     view.setAlternatingRowColors(True)
     view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    configure_table(view, stretch)
     view.setTabKeyNavigation(False)
     return view
 
@@ -144,7 +144,7 @@ class BillingWindow(RolePage):
             ],
             self,
         )
-        self.awaiting = _table(self.awaiting_model, "Visits waiting for billing")
+        self.awaiting = _table(self.awaiting_model, "Visits waiting for billing", (1, 2))
         self.awaiting.doubleClicked.connect(lambda _i: self.open_selected())
         self.awaiting.activated.connect(lambda _i: self.open_selected())
         self.open_button = QPushButton("Open bill  (Enter)")
@@ -190,7 +190,6 @@ class BillingWindow(RolePage):
         self.discount = QLineEdit()
         self.discount.setPlaceholderText("amount, or e.g. 10%")
         self.discount.setAccessibleName("Discount")
-        self.discount.setMaximumWidth(140)
         self.discount_button = QPushButton("Apply discount")
         self.discount_button.clicked.connect(self.apply_discount)
         self.totals = plain_label("", "sectionTitle")
@@ -213,8 +212,10 @@ class BillingWindow(RolePage):
         e.addWidget(self.custom_price, 3, 3)
         e.addWidget(self.add_custom_button, 3, 4)
         e.addWidget(QLabel("Discount"), 4, 0)
-        e.addWidget(self.discount, 4, 1)
-        e.addWidget(self.discount_button, 4, 2)
+        discount_row = QHBoxLayout()
+        discount_row.addWidget(self.discount, 1)
+        discount_row.addWidget(self.discount_button)
+        e.addLayout(discount_row, 4, 1, 1, 2)
         e.addWidget(self.totals, 4, 3, 1, 3)
         e.addWidget(self.issue_button, 5, 4, 1, 2)
 
@@ -271,7 +272,7 @@ class BillingWindow(RolePage):
             ],
             self,
         )
-        self.payments = _table(self.payments_model, "Payments")
+        self.payments = _table(self.payments_model, "Payments", (2,))
         self.refund_button = QPushButton("Refund...  (Ctrl+R)")
         self.refund_button.clicked.connect(self.refund_selected)
         self.receipt_button = QPushButton("Print receipt  (Ctrl+P)")

@@ -28,9 +28,11 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFormLayout,
+    QHeaderView,
     QLabel,
     QMessageBox,
     QProgressDialog,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -154,7 +156,7 @@ class FieldErrors:
         error.setVisible(False)
         error.setAccessibleName(f"{caption.replace('&', '')} error")
         layout.addWidget(error)
-        label = QLabel(caption)
+        label = QLabel(caption if buddy else caption.replace("&", ""))
         if buddy:
             label.setBuddy(field)
         form.addRow(label, box)
@@ -394,26 +396,10 @@ class RowsModel(QAbstractTableModel, Generic[T]):
         return None
 
 
-def format_money(amount_minor: int, currency: str) -> str:
-    """Minor units to a display string (2 decimals; enough for the currencies we ship)."""
-    sign = "-" if amount_minor < 0 else ""
-    value = abs(amount_minor)
-    return f"{sign}{currency} {value // 100:,}.{value % 100:02d}"
-
-
-def parse_money(text: str) -> int | None:
-    """Typed amount ("12.5", "1,200.00") to minor units; ``None`` if it is not a number."""
-    cleaned = text.replace(",", "").strip()
-    if not cleaned:
-        return None
-    try:
-        whole, _, frac = cleaned.partition(".")
-        if len(frac) > 2 or not (whole.lstrip("-").isdigit() or whole in ("", "-")):
-            return None
-        if frac and not frac.isdigit():
-            return None
-        negative = whole.startswith("-")
-        units = int(whole.lstrip("-") or "0") * 100 + int((frac + "00")[:2])
-        return -units if negative else units
-    except ValueError:
-        return None
+def configure_table(view: QTableView, stretch: Sequence[int] = ()) -> None:
+    """Short columns fit their content; the ``stretch`` columns (names) share the rest."""
+    header = view.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    for column in stretch:
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+    header.setStretchLastSection(not stretch)

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -47,6 +46,7 @@ from clinic_desktop.views.common import (
     FieldErrors,
     RowsModel,
     attempt,
+    configure_table,
     make_action,
     plain_label,
     section_label,
@@ -303,7 +303,7 @@ class PrescriptionBuilder(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        configure_table(self.table, (0, 6))
         self.status = plain_label("No prescription yet.", "hint")
         self.favourites = QComboBox()
         self.favourites.setAccessibleName("Favourite templates")
@@ -531,7 +531,7 @@ class DoctorWindow(RolePage):
         self.queue_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.queue_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.queue_view.verticalHeader().setVisible(False)
-        self.queue_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        configure_table(self.queue_view, (1,))
         self.queue_view.doubleClicked.connect(lambda _i: self.open_selected())
         self.call_button = QPushButton("Call next  (F5)")
         self.call_button.setProperty("primary", True)
@@ -613,7 +613,7 @@ class DoctorWindow(RolePage):
             self, "&Add medicine line", self.builder.add_line, "Ctrl+I", "add"
         )
         self.sign_action = make_action(
-            self, "Sign && &print prescription", self.sign_and_print, "Ctrl+Shift+S", "sign"
+            self, "Sign and &print prescription", self.sign_and_print, "Ctrl+Shift+S", "sign"
         )
         self.complete_action = make_action(
             self, "C&omplete visit", self.complete_visit, "Ctrl+Return", "complete"

@@ -52,6 +52,18 @@ def sign_in(desk: Desk, username: str, password: str) -> Actor:
     return users.sign_in(desk, username, password)
 
 
+def must_change_password(desk: Desk, actor: Actor) -> bool:
+    from clinic_desktop.services import users
+
+    return users.must_change_password(desk, actor)
+
+
+def change_own_password(desk: Desk, actor: Actor, old: str, new: str) -> None:
+    from clinic_desktop.services import users
+
+    users.change_own_password(desk, actor, old, new)
+
+
 def verify_unlock(desk: Desk, actor: Actor, password: str) -> Actor:
     from clinic_desktop.services import users
 
@@ -1036,6 +1048,157 @@ def restore_from(store: OpenedStore, file: Any) -> tuple[OpenedStore, Any]:
     return restore(store, file)
 
 
+# Services the admin window uses when they exist in this build. The settings editor and the
+# audit-log list need service functions (validation, role checks, audit) that views must not
+# stand in for; until they ship, those parts of the window say so instead of failing.
+SETTINGS_SERVICE = ("clinic_desktop.services.settings", "update_settings")
+AUDIT_LIST_SERVICE = ("clinic_desktop.services.audit", "list_events")
+
+
+def _service(spec: tuple[str, str]) -> Any:
+    import importlib
+
+    try:
+        module = importlib.import_module(spec[0])
+    except ImportError:
+        return None
+    return getattr(module, spec[1], None)
+
+
+def settings_editable() -> bool:
+    return _service(SETTINGS_SERVICE) is not None
+
+
+def audit_listable() -> bool:
+    return _service(AUDIT_LIST_SERVICE) is not None
+
+
+def update_settings(desk: Desk, actor: Actor, **values: Any) -> Any:
+    from clinic_desktop.services.errors import InvalidState
+
+    update = _service(SETTINGS_SERVICE)
+    if update is None:
+        raise InvalidState("Changing clinic settings is not available in this version.")
+    return update(desk, actor, **values)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    when: str
+    user: str
+    desk_code: str
+    action: str
+    entity: str
+    entity_id: str
+    detail: str
+    flagged: bool
+
+
+def audit_events(
+    desk: Desk,
+    actor: Actor,
+    *,
+    action: str = "",
+    user_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    flagged_only: bool = False,
+) -> list[AuditRow]:
+    from clinic_desktop.models.hlc import parse_hlc
+    from clinic_desktop.services.errors import InvalidState
+
+    list_events = _service(AUDIT_LIST_SERVICE)
+    if list_events is None:
+        raise InvalidState("Listing audit events is not available in this version.")
+    names = {u.user_id: u.full_name for u in list_users(desk, actor)}
+    rows: list[AuditRow] = []
+    for e in list_events(
+        desk,
+        actor,
+        action=action,
+        user_id=user_id,
+        since=since,
+        until=until,
+        flagged_only=flagged_only,
+    ):
+        millis = parse_hlc(e.occurred_at)[0]
+        when = datetime.fromtimestamp(millis / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(
+            AuditRow(
+                when,
+                names.get(e.actor_id or "", "(system)"),
+                e.desk_code,
+                e.action,
+                e.entity,
+                e.entity_id,
+                e.detail,
+                e.flagged,
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------- sync admin
+
+
 def sync_summary(desk: Desk) -> str:
-    """One line on the server connection; empty while sync is not set up on this desk."""
-    return ""
+    """One line on the server connection for the admin's sync tab."""
+    from clinic_desktop.sync.enrolment import server_url
+
+    url = server_url(desk)
+    if not url:
+        return "Not connected to a server: this desk works standalone."
+    return f"Server: {url}"
+
+
+def sync_problems(desk: Desk, actor: Actor) -> list[Any]:
+    from clinic_desktop.services import sync_admin
+
+    return list(sync_admin.list_problems(desk, actor))
+
+
+def retry_problem(desk: Desk, actor: Actor, problem_id: str) -> bool:
+    from clinic_desktop.services import sync_admin
+
+    sync_admin.retry_problem(desk, actor, problem_id)
+    return True
+
+
+def discard_problem(desk: Desk, actor: Actor, problem_id: str) -> bool:
+    from clinic_desktop.services import sync_admin
+
+    sync_admin.discard_problem(desk, actor, problem_id)
+    return True
+
+
+def sync_conflicts(desk: Desk, actor: Actor) -> list[Any]:
+    from clinic_desktop.services import sync_admin
+
+    return list(sync_admin.list_conflicts(desk, actor))
+
+
+def keep_conflict(desk: Desk, actor: Actor, conflict_id: str) -> bool:
+    from clinic_desktop.services import sync_admin
+
+    sync_admin.keep_conflict(desk, actor, conflict_id)
+    return True
+
+
+def restore_conflict(desk: Desk, actor: Actor, conflict_id: str) -> bool:
+    from clinic_desktop.services import sync_admin
+
+    sync_admin.restore_conflict(desk, actor, conflict_id)
+    return True
+
+
+def duplicate_pairs(desk: Desk, actor: Actor) -> list[Any]:
+    from clinic_desktop.services import sync_admin
+
+    return list(sync_admin.find_cross_desk_duplicates(desk, actor))
+
+
+def merge_duplicate(desk: Desk, actor: Actor, keep_id: str, merge_id: str) -> bool:
+    from clinic_desktop.services import sync_admin
+
+    sync_admin.merge_duplicate(desk, actor, keep_id, merge_id)
+    return True

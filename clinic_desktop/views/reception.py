@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -45,6 +44,7 @@ from clinic_desktop.views.common import (
     FieldErrors,
     RowsModel,
     attempt,
+    configure_table,
     make_action,
     plain_label,
     run_in_background,
@@ -125,7 +125,10 @@ class RegisterForm(QGroupBox):
     def __init__(self) -> None:
         super().__init__("Register a new patient")
         self.errors = FieldErrors()
-        form = QFormLayout(self)
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        outer.addLayout(form)
+        outer.addStretch(1)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.full_name = QLineEdit()
         self.full_name.setMaxLength(200)
@@ -360,7 +363,7 @@ class ReceptionWindow(RolePage):
             ],
             self,
         )
-        self.queue_view = self._table(self.queue_model, "Today's queue")
+        self.queue_view = self._table(self.queue_model, "Today's queue", (1, 2))
         queue_page = QWidget()
         q_layout = QVBoxLayout(queue_page)
         top = QHBoxLayout()
@@ -422,7 +425,12 @@ class ReceptionWindow(RolePage):
         QWidget.setTabOrder(self.priority_box, self.issue_button)
 
     # ------------------------------------------------------------------ building blocks
-    def _table(self, model: RowsModel, name: str) -> QTableView:  # type: ignore[type-arg]
+    def _table(
+        self,
+        model: RowsModel,  # type: ignore[type-arg]
+        name: str,
+        stretch: tuple[int, ...] = (0,),
+    ) -> QTableView:
         view = QTableView()
         view.setModel(model)
         view.setAccessibleName(name)
@@ -431,7 +439,7 @@ class ReceptionWindow(RolePage):
         view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         view.setAlternatingRowColors(True)
         view.verticalHeader().setVisible(False)
-        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        configure_table(view, stretch)
         view.setTabKeyNavigation(False)
         return view
 
@@ -584,6 +592,10 @@ class ReceptionWindow(RolePage):
             return None
         self.form.clear()
         self.ctx.events.patients_changed.emit()
+        self.search_box.blockSignals(True)
+        self.search_box.setText(patient.number)
+        self.search_box.blockSignals(False)
+        self.search_status.clear()
         self.select_patient(patient)
         self.token_label.setText(
             f"Registered {patient.name} as {patient.number}. F2 issues a token."

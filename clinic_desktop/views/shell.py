@@ -142,6 +142,7 @@ class LockPage(QWidget):
     def __init__(self, full_name: str) -> None:
         super().__init__()
         self.setObjectName("lockPage")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         card = QWidget(objectName="lockCard")
         card.setMaximumWidth(420)
         title = QLabel("Locked", objectName="brand")

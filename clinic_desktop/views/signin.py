@@ -12,6 +12,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -34,6 +36,7 @@ class SignInWindow(QWidget):
         super().__init__(parent)
         self.setWindowTitle("Clinic Desk - Sign in")
         self.setObjectName("signInWindow")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.resize(460, 400)
 
         card = QWidget(objectName="signInCard")
@@ -211,3 +214,53 @@ class SetupWizard(QWizard):
 def shortcut_text(seq: str) -> str:
     """A shortcut as the platform spells it, for tooltips and hints."""
     return QKeySequence(seq).toString(QKeySequence.SequenceFormat.NativeText)
+
+
+class ChangePasswordDialog(QDialog):
+    """Current password, new password twice; ``change(old, new)`` runs the service and raises
+    its :class:`ValidationError` / :class:`AuthenticationFailed` for display here."""
+
+    def __init__(self, change: Callable[[str, str], None], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Choose a new password")
+        self.setObjectName("changePassword")
+        self._change = change
+        self.errors = FieldErrors()
+        form = QFormLayout(self)
+        intro = plain_label("Your password was reset. Choose your own new password.", "hint")
+        intro.setWordWrap(True)
+        form.addRow(intro)
+        self.old = QLineEdit()
+        self.new = QLineEdit()
+        self.repeat = QLineEdit()
+        for edit in (self.old, self.new, self.repeat):
+            edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.errors.add_row(form, "&Current password", "old_password", self.old)
+        self.errors.add_row(form, "&New password", "new_password", self.new)
+        self.errors.add_row(form, "&Repeat it", "repeat", self.repeat)
+        self.general = plain_label("", "fieldError")
+        self.general.setWordWrap(True)
+        form.addRow(self.general)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def accept(self) -> None:
+        from clinic_desktop.services.errors import ClinicError, ValidationError
+
+        if self.new.text() != self.repeat.text():
+            self.errors.show({"repeat": "The two new passwords differ."})
+            return
+        try:
+            self._change(self.old.text(), self.new.text())
+        except ValidationError as exc:
+            self.general.setText("\n".join(self.errors.show(exc.fields)))
+            return
+        except ClinicError as exc:
+            self.errors.clear()
+            self.general.setText(str(exc))
+            return
+        super().accept()

@@ -104,7 +104,8 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     type_into(qtbot, consult.icd_search, "J06")
     assert consult.icd_model.stringList(), "typing a code offers ICD-10 matches"
     qtbot.keyClick(consult.icd_search, Qt.Key.Key_Return)
-    assert consult.codes() and consult.codes()[0].startswith("J06")
+    assert consult.codes()
+    assert consult.codes()[0].startswith("J06")
     type_into(qtbot, consult.advice, "Fluids and rest")
 
     builder = doctor.builder

@@ -23,7 +23,8 @@ def test_first_start_runs_setup_wizard_then_admin_can_sign_in(
     controller = ClinicApp(tmp_path / "new-desk", qapp)  # type: ignore[arg-type]
     controller.start(open_in_background=False)
     wizard = controller.wizard
-    assert wizard is not None and wizard.isVisible()
+    assert wizard is not None
+    assert wizard.isVisible()
     assert not controller.sign_in.isVisible()
 
     qtbot.keyClicks(wizard.inputs["clinic_name"], "Riverside Clinic")
@@ -41,7 +42,8 @@ def test_first_start_runs_setup_wizard_then_admin_can_sign_in(
     qtbot.keyClicks(wizard.inputs["password"], "Bright-meadow-482")
     wizard.accept()
     assert not wizard.isVisible()
-    assert controller.desk is not None and controller.desk.desk_code == "C"
+    assert controller.desk is not None
+    assert controller.desk.desk_code == "C"
 
     qtbot.waitUntil(controller.sign_in.isVisible)
     assert controller.sign_in.username.text() == "ada"
