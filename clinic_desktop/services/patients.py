@@ -19,13 +19,15 @@ Rules that matter here:
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import Patient
@@ -617,12 +619,6 @@ _EXACT_SQL = text(
       AND p.deleted = 0 AND p.merged_into IS NULL
     LIMIT :limit"""
 )
-_TERMS_SQL = text(
-    """SELECT term, doc FROM patient_name_terms
-    WHERE term >= :low AND term < :high
-    LIMIT 20000"""
-)
-_PREFIX_TERMS = 1  # typo search reads words that share this many leading characters
 _MAX_TERM_VARIANTS = 12
 
 
@@ -655,23 +651,99 @@ def _collect(hits: dict[str, PatientHit], rows: Iterable[Any], match: str, limit
             hits[row.id] = _to_hit(row, match)
 
 
-def _typo_variants(session: Session, token: str) -> list[str]:
-    """Indexed words within a typo or two of ``token`` (or of its start, while typing)."""
-    allowed = _allowed_typos(token)
-    if allowed == 0:
-        return []
-    low = token[:_PREFIX_TERMS]
-    high = low[:-1] + chr(ord(low[-1]) + 1)
-    scored: list[tuple[int, int, str]] = []
-    for term, docs in session.execute(_TERMS_SQL, {"low": low, "high": high}):
-        distance = min(
-            edit_distance(token, term, allowed),
-            edit_distance(token, term[: len(token)], allowed) if len(term) > len(token) else 99,
-        )
-        if 0 < distance <= allowed or (distance == 0 and term != token):
-            scored.append((distance, -int(docs), term))
-    scored.sort()
-    return [term for _, _, term in scored[:_MAX_TERM_VARIANTS]]
+def _deletes(word: str) -> set[str]:
+    """The word with one character left out, each way (a typo index key, SymSpell style)."""
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+class NameVocabulary:
+    """Every indexed name word of one store, kept in memory for typo-tolerant search.
+
+    Built once from the FTS5 vocabulary, then topped up with the names of patients added
+    since (``patient_search_key`` numbers grow with every insert, local or synced), so a
+    typo search costs a few dictionary look-ups, not a scan of the index. A word is found
+    from a typo by the words-with-one-letter-left-out they share (substitution, insertion,
+    deletion, swapped neighbours), then confirmed by edit distance.
+    """
+
+    _FULL_SQL = text("SELECT term, doc FROM patient_name_terms")
+    _TOP_SQL = text("SELECT coalesce(max(k), 0) FROM patient_search_key")
+    _NEW_SQL = text(
+        """SELECT k.k, p.full_name FROM patient_search_key k JOIN patient p ON p.id = k.patient_id
+        WHERE k.k > :after ORDER BY k.k LIMIT 50000"""
+    )
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.by_delete: dict[str, set[str]] = {}
+        self.seen_key = -1
+        self._lock = threading.Lock()
+
+    def _add(self, term: str, docs: int) -> None:
+        known = term in self.counts
+        self.counts[term] = self.counts.get(term, 0) + docs
+        if known:
+            return
+        self.by_delete.setdefault(term, set()).add(term)
+        for key in _deletes(term):
+            self.by_delete.setdefault(key, set()).add(term)
+
+    def refresh(self, session: Session) -> None:
+        """Catch up with patients added since the last look (cheap when nothing changed)."""
+        with self._lock:
+            top = int(session.scalar(self._TOP_SQL) or 0)
+            if self.seen_key < 0:
+                for term, docs in session.execute(self._FULL_SQL):
+                    self._add(str(term), int(docs))
+                self.seen_key = top
+                return
+            while self.seen_key < top:
+                rows = session.execute(self._NEW_SQL, {"after": self.seen_key}).all()
+                if not rows:
+                    break
+                for key, full_name in rows:
+                    for term in name_tokens(full_name):
+                        self._add(term, 1)
+                    self.seen_key = int(key)
+
+    def near(self, token: str) -> list[str]:
+        """Known words within the typo allowance of ``token`` (most common first)."""
+        allowed = _allowed_typos(token)
+        if allowed == 0:
+            return []
+        keys = {token} | _deletes(token)
+        if allowed > 1:
+            keys |= {second for first in _deletes(token) for second in _deletes(first)}
+        candidates: set[str] = set()
+        for key in keys:
+            candidates |= self.by_delete.get(key, set())
+        scored = [
+            (distance, -self.counts.get(term, 0), term)
+            for term in candidates
+            if term != token and (distance := edit_distance(token, term, allowed)) <= allowed
+        ]
+        scored.sort()
+        return [term for _, _, term in scored[:_MAX_TERM_VARIANTS]]
+
+
+_VOCABULARIES: weakref.WeakKeyDictionary[Engine, NameVocabulary] = weakref.WeakKeyDictionary()
+_VOCABULARIES_LOCK = threading.Lock()
+
+
+def name_vocabulary(desk: Desk) -> NameVocabulary:
+    """The vocabulary of this desk's store (one per engine, shared by threads)."""
+    with _VOCABULARIES_LOCK:
+        vocabulary = _VOCABULARIES.get(desk.engine)
+        if vocabulary is None:
+            vocabulary = _VOCABULARIES[desk.engine] = NameVocabulary()
+        return vocabulary
+
+
+def warm_up_search(desk: Desk) -> None:
+    """Load the typo vocabulary ahead of the first misspelt search (call from a worker
+    thread after sign-in; over a million patients it takes about a second)."""
+    with desk.reading() as session:
+        name_vocabulary(desk).refresh(session)
 
 
 def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
@@ -736,10 +808,12 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
                 limit,
             )
         if tokens and len(hits) < limit and any(_allowed_typos(t) for t in tokens):
+            vocabulary = name_vocabulary(desk)
+            vocabulary.refresh(session)
             parts: list[str] = []
             for token in tokens:
                 options = [_quote(token) + "*"]
-                options += [_quote(term) for term in _typo_variants(session, token)]
+                options += [_quote(term) for term in vocabulary.near(token)]
                 parts.append("(" + " OR ".join(options) + ")")
             _collect(
                 hits,

@@ -584,3 +584,33 @@ def test_search_uses_the_index_and_stops_early(staff: Staff) -> None:
     assert "VIRTUAL TABLE INDEX" in details
     assert "SCAN p" not in details
     assert "SCAN patient " not in details
+
+
+def test_typo_search_learns_names_added_after_its_first_use(staff: Staff) -> None:
+    first = register(staff, "Alpha Person")
+    assert first.id in ids(patients.search(staff.desk, "Alpah"))  # builds the vocabulary
+    late = register(staff, "Gwendolyn Hartley")
+    assert late.id in ids(patients.search(staff.desk, "Gwendolin Hartly"))
+    patients.warm_up_search(staff.desk)  # idempotent
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Bartolomew",  # a letter missing
+        "Bartholomeww",  # a letter too many
+        "Bartholomaw",  # a wrong letter
+        "Bartholmoew",  # two letters swapped
+        "Barthollomeww",  # two extra letters in a long word
+    ],
+)
+def test_typo_tolerance_finds_one_typo_per_word(staff: Staff, typed: str) -> None:
+    target = register(staff, "Bartholomew Quinn")
+    assert ids(patients.search(staff.desk, typed)) == [target.id]
+    assert ids(patients.search(staff.desk, typed + " quinn")) == [target.id]
+
+
+def test_typo_tolerance_has_limits(staff: Staff) -> None:
+    target = register(staff, "Bartholomew Quinn")
+    assert target.id not in ids(patients.search(staff.desk, "Bertalamiu"))  # 4 edits
+    assert target.id not in ids(patients.search(staff.desk, "Quin Smith"))  # every word counts
