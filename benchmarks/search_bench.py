@@ -200,7 +200,7 @@ def sample_queries(engine: Engine, per_kind: int, seed: int = 7) -> dict[str, li
     rng = random.Random(seed)
     with engine.connect() as connection:
         top = connection.execute(text("SELECT max(rowid) FROM patient")).scalar_one()
-        picks = []
+        picks: list[tuple[str, str]] = []
         while len(picks) < per_kind:
             row = connection.execute(
                 text("SELECT full_name, phone FROM patient WHERE rowid = :r"),
