@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -61,7 +61,7 @@ class _Interceptor(QWebEngineUrlRequestInterceptor):
 
     reached = Signal(str)
 
-    def __init__(self, policy: NavigationPolicy, parent: QObject) -> None:
+    def __init__(self, policy: NavigationPolicy, parent: QObject | None) -> None:
         super().__init__(parent)
         self._policy = policy
         self.blocked: list[str] = []
@@ -131,12 +131,13 @@ class CheckoutDialog(QDialog):
             extra_origins=frozenset(origin_of(o) for o in origins),
         )
         # A profile without a storage name is off the record: nothing reaches the disk.
-        self.profile = QWebEngineProfile(self)
+        # It is parented last (below), so the dialog deletes the page before the profile.
+        self.profile = QWebEngineProfile()
         self.profile.setHttpCacheType(QWebEngineProfile.HttpCacheType.MemoryHttpCache)
         self.profile.setPersistentCookiesPolicy(
             QWebEngineProfile.PersistentCookiesPolicy.NoPersistentCookies
         )
-        self.interceptor = _Interceptor(self.policy, self)
+        self.interceptor = _Interceptor(self.policy, None)
         self.profile.setUrlRequestInterceptor(self.interceptor)
         self.page = _CheckoutPage(self.profile, self.policy, self)
         self.page.newWindowRequested.connect(self._popup)
@@ -154,6 +155,8 @@ class CheckoutDialog(QDialog):
         layout.addWidget(self.view, 1)
         self.page.loadFinished.connect(self._loaded)
         self.page_loaded = False
+        self.profile.setParent(self)
+        self.interceptor.setParent(self)
 
         remaining_ms = int((checkout.expires_at - now()) * 1000)
         self._expiry = QTimer(self)
@@ -198,12 +201,6 @@ class CheckoutDialog(QDialog):
     def reject(self) -> None:
         """Escape or the window's close button: the person gave up on this page."""
         self._finish("closed")
-
-    def done(self, result: int) -> None:
-        super().done(result)
-        # Pages must go before their profile, or Chromium keeps the profile alive.
-        self.view.setPage(QWebEnginePage(self.view))
-        self.page.deleteLater()
 
 
 @dataclass(frozen=True)
@@ -254,6 +251,7 @@ class OnlinePaymentFlow(QObject):
         self._bridge = _Bridge()
         self._bridge.done.connect(self._deliver)
         self.dialog: CheckoutDialog | None = None
+        self.message_box: QMessageBox | None = None  # the last message shown (tests read it)
         self.busy = False
         self.bill_id = ""
 
@@ -370,3 +368,61 @@ def show_outcome(parent: QWidget | None, outcome: FlowOutcome) -> QMessageBox:
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+class BillingWindowLike(Protocol):
+    """What the wiring needs from the billing window (``views.billing.BillingWindow``)."""
+
+    def set_online_payment_handler(self, handler: Callable[[Any, str], object]) -> None: ...
+
+    def reload_bill(self) -> None: ...
+
+
+class _RowsBridge(QObject):
+    """Sync listeners run on the sync worker's thread; this hops to the UI thread."""
+
+    changed = Signal(object)
+
+
+def install_online_payments(
+    window: BillingWindowLike,
+    client: OnlinePaymentsClient,
+    *,
+    extra_origins: frozenset[str] | None = None,
+    request_pull: Callable[[], None] | None = None,
+    on_rows_changed: Callable[[Callable[[dict[str, list[str]]], None]], None] | None = None,
+) -> OnlinePaymentFlow:
+    """Wire "Pay online (Stripe)" in the billing window to the checkout flow.
+
+    ``request_pull`` asks the sync client to pull now (the server's payment row is what
+    turns the bill paid on this desk); ``on_rows_changed`` is the sync worker's
+    ``events.on_rows_changed``, so the open bill reloads when its payment arrives.
+    """
+    parent = window if isinstance(window, QWidget) else None
+    flow = OnlinePaymentFlow(
+        client, parent_widget=parent, extra_origins=extra_origins, after_paid=request_pull
+    )
+
+    def handler(_window: object, bill_id: str) -> None:
+        if not flow.start(bill_id):
+            flow.message_box = show_outcome(
+                parent,
+                FlowOutcome("busy", "An online payment is already in progress.", bill_id),
+            )
+
+    def finished(outcome: FlowOutcome) -> None:
+        window.reload_bill()
+        flow.message_box = show_outcome(parent, outcome)
+
+    flow.finished.connect(finished)
+    window.set_online_payment_handler(handler)
+    if on_rows_changed is not None:
+        bridge = _RowsBridge(flow)
+
+        def arrived(changes: object) -> None:
+            if isinstance(changes, dict) and ({"payment", "bill"} & set(changes)):
+                window.reload_bill()
+
+        bridge.changed.connect(arrived)
+        on_rows_changed(bridge.changed.emit)
+    return flow
