@@ -54,7 +54,7 @@ def pending_count(desk: Desk) -> int:
 
 def _next_batch(desk: Desk, limit: int) -> list[OutboxEntry]:
     with reading(desk) as session:
-        return list(
+        entries = list(
             session.scalars(
                 select(OutboxEntry)
                 .where(OutboxEntry.state == PENDING)
@@ -62,6 +62,8 @@ def _next_batch(desk: Desk, limit: int) -> list[OutboxEntry]:
                 .limit(limit)
             ).all()
         )
+        session.expunge_all()  # used after the session ends
+        return entries
 
 
 def to_mutation(entry: OutboxEntry) -> protocol.Mutation:

@@ -199,8 +199,12 @@ class SyncWorker:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the current step and end both threads (a long poll may take its time)."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """End both threads; returns within about ``timeout`` seconds.
+
+        A long poll cannot be interrupted; once stopping, the pull thread writes nothing
+        more to the store, so it is left to finish its request in the background.
+        """
         self._stopping.set()
         self._wake_push.set()
         self._wake_pull.set()
@@ -356,6 +360,9 @@ class SyncWorker:
                     if worker._stopping.is_set():
                         raise _Stop
                 worker._apply_lock.acquire()
+                if worker._stopping.is_set():
+                    worker._apply_lock.release()
+                    raise _Stop
 
             def __exit__(self, *exc: object) -> None:
                 worker._apply_lock.release()
@@ -410,6 +417,8 @@ class SyncWorker:
         )
         if report.changed:
             self.events.rows_changed(report.changed.as_dict())
+        if self._stopping.is_set():
+            raise _Stop
         if not more:
             now = datetime.now(UTC)
             previous = self.status.last_success
