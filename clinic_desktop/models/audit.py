@@ -17,7 +17,7 @@ class AuditEvent(SyncMixin, Base):
     __sync_policy__ = "append_only"
 
     seq: Mapped[int] = mapped_column(Integer)  # per desk (origin), gap-free
-    occurred_at: Mapped[str] = mapped_column(String(48), index=True)  # HLC
+    occurred_at: Mapped[str] = mapped_column(String(64), index=True)  # HLC: 23 + node id (a UUID)
     actor_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     desk_code: Mapped[str] = mapped_column(String(3), default="")
     action: Mapped[str] = mapped_column(String(40), index=True)

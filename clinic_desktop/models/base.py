@@ -50,7 +50,8 @@ class SyncMixin:
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     clinic_id: Mapped[str] = mapped_column(String(36), index=True)
     version: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    updated_at: Mapped[str] = mapped_column(String(48), default="", nullable=False)
+    # An HLC with a UUID node id is 59 characters; 64 leaves room (PostgreSQL enforces it).
+    updated_at: Mapped[str] = mapped_column(String(64), default="", nullable=False)
     updated_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     origin: Mapped[str] = mapped_column(String(36), default="", nullable=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
