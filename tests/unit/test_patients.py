@@ -14,7 +14,7 @@ from clinic_desktop.services.audit import verify_chain
 from clinic_desktop.services.context import Actor, Clock, Desk
 from clinic_desktop.services.errors import InvalidState, NotFound, PermissionDenied, ValidationError
 from clinic_desktop.services.patients import PatientDraft
-from clinic_desktop.store.patient_index import create_patient_index
+from clinic_desktop.services.users import SetupResult
 
 PASSWORD = "front desk pass 1"
 TODAY = date(2026, 3, 2)
@@ -40,24 +40,10 @@ def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def staff(bare_desk: Desk) -> Staff:
-    with bare_desk.engine.begin() as connection:
-        create_patient_index(connection)
-    setup = users.setup_clinic(
-        bare_desk.engine,
-        device_id=bare_desk.device_id,
-        audit_key=bare_desk.audit_key,
-        clock=bare_desk.clock,
-        clinic_name="Test Clinic",
-        currency="USD",
-        desk_code="B",
-        admin_username="admin",
-        admin_full_name="Admin Person",
-        password=PASSWORD,
-        clinic_id=bare_desk.clinic_id,
-        now=FixedClock(),
-    )
-    desk, admin = setup.desk, setup.admin
+def staff(desk_setup: SetupResult) -> Staff:
+    """The shared real store (encrypted, migrated, desk code "A") with one user per role."""
+    desk, admin = desk_setup.desk, desk_setup.admin
+    desk.now = FixedClock()
 
     def person(name: str, role: str) -> Actor:
         user = users.create_user(
@@ -108,7 +94,7 @@ def test_register_cleans_input_numbers_by_desk_and_writes_outbox_and_audit(staff
             blood_group="ab+",
         ),
     )
-    assert patient.patient_number == "P-B-000001"
+    assert patient.patient_number == "P-A-000001"
     assert patient.full_name == "Maria José Pérez"
     assert (patient.sex, patient.blood_group, patient.phone) == ("female", "AB+", "+15551234567")
     assert patient.date_of_birth == date(1984, 7, 23)
@@ -130,7 +116,7 @@ def test_register_cleans_input_numbers_by_desk_and_writes_outbox_and_audit(staff
         assert "555" not in event.detail
         assert verify_chain(session, staff.desk).ok
     second = register(staff, "Second Person")
-    assert second.patient_number == "P-B-000002"
+    assert second.patient_number == "P-A-000002"
 
 
 def test_age_instead_of_birth_date_gives_an_estimated_birth_date(staff: Staff) -> None:

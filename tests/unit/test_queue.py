@@ -13,7 +13,7 @@ from clinic_desktop.services import passwords, patients, queue, users
 from clinic_desktop.services.context import Actor, Clock, Desk
 from clinic_desktop.services.errors import InvalidState, NotFound, PermissionDenied, ValidationError
 from clinic_desktop.services.patients import PatientDraft
-from clinic_desktop.store.patient_index import create_patient_index
+from clinic_desktop.services.users import SetupResult
 
 PASSWORD = "queue tests pass 1"
 
@@ -45,25 +45,11 @@ def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def clinic(bare_desk: Desk) -> Clinic:
-    with bare_desk.engine.begin() as connection:
-        create_patient_index(connection)
+def clinic(desk_setup: SetupResult) -> Clinic:
+    """The shared real store (encrypted, migrated, desk code "A"), two doctors, six patients."""
     clock = MovableClock()
-    setup = users.setup_clinic(
-        bare_desk.engine,
-        device_id=bare_desk.device_id,
-        audit_key=bare_desk.audit_key,
-        clock=bare_desk.clock,
-        clinic_name="Queue Clinic",
-        currency="USD",
-        desk_code="B",
-        admin_username="admin",
-        admin_full_name="Admin",
-        password=PASSWORD,
-        clinic_id=bare_desk.clinic_id,
-        now=clock,
-    )
-    desk, admin = setup.desk, setup.admin
+    desk, admin = desk_setup.desk, desk_setup.admin
+    desk.now = clock
 
     def person(name: str, full_name: str, *roles: str) -> Actor:
         return users.actor_for(
@@ -112,7 +98,7 @@ def audit_count(desk: Desk) -> int:
 def test_tokens_carry_the_desk_code_and_count_per_desk_per_day(clinic: Clinic) -> None:
     first = issue(clinic, 0)
     second = issue(clinic, 1, clinic.dr_b)
-    assert (first.token_label, second.token_label) == ("B-001", "B-002")
+    assert (first.token_label, second.token_label) == ("A-001", "A-002")
     assert first.day == date(2026, 3, 2)
     assert first.status == "waiting"
     with clinic.desk.reading() as session:
@@ -121,7 +107,7 @@ def test_tokens_carry_the_desk_code_and_count_per_desk_per_day(clinic: Clinic) -
         event = session.scalars(select(AuditEvent).where(AuditEvent.entity_id == first.id)).one()
         assert (event.action, event.detail) == ("visit.issue", "priority=0")
     clinic.clock.at += timedelta(days=1)
-    assert issue(clinic, 2).token_label == "B-001"  # a new day starts again at 001
+    assert issue(clinic, 2).token_label == "A-001"  # a new day starts again at 001
 
 
 def test_today_is_the_clinics_local_date(clinic: Clinic) -> None:
@@ -136,13 +122,13 @@ def test_today_is_the_clinics_local_date(clinic: Clinic) -> None:
 def test_a_second_open_token_for_the_same_patient_and_doctor_is_refused(clinic: Clinic) -> None:
     first = issue(clinic, 0)
     before = audit_count(clinic.desk)
-    with pytest.raises(InvalidState, match=r"Patient 0 already has token B-001 \(waiting\)"):
+    with pytest.raises(InvalidState, match=r"Patient 0 already has token A-001 \(waiting\)"):
         issue(clinic, 0)
     assert audit_count(clinic.desk) == before
     # another doctor is fine, and so is a new token once the first one is finished
     issue(clinic, 0, clinic.dr_b)
     queue.cancel(clinic.desk, clinic.reception, first.id)
-    assert issue(clinic, 0).token_label == "B-003"
+    assert issue(clinic, 0).token_label == "A-003"
 
 
 def test_issuing_checks_role_patient_doctor_and_priority(clinic: Clinic) -> None:
@@ -187,15 +173,15 @@ def test_complaint_with_html_and_sql_is_kept_verbatim(clinic: Clinic) -> None:
 
 
 def test_queue_order_is_priority_then_position_then_arrival(clinic: Clinic) -> None:
-    issue(clinic, 0)  # B-001 normal
-    issue(clinic, 1, priority=1)  # B-002 priority
-    issue(clinic, 2)  # B-003 normal
-    issue(clinic, 3, priority=2)  # B-004 emergency
+    issue(clinic, 0)  # A-001 normal
+    issue(clinic, 1, priority=1)  # A-002 priority
+    issue(clinic, 2)  # A-003 normal
+    issue(clinic, 3, priority=2)  # A-004 emergency
     issue(clinic, 4, clinic.dr_b)  # other doctor's queue
     order = queue.doctor_queue(clinic.desk, clinic.dr_a.user_id)
-    assert labels(order) == ["B-004", "B-002", "B-001", "B-003"]
+    assert labels(order) == ["A-004", "A-002", "A-001", "A-003"]
     assert order[0].patient_name == "Patient 3"
-    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_b.user_id)) == ["B-005"]
+    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_b.user_id)) == ["A-005"]
 
 
 def test_reorder_within_a_priority_group(clinic: Clinic) -> None:
@@ -203,22 +189,22 @@ def test_reorder_within_a_priority_group(clinic: Clinic) -> None:
     urgent = issue(clinic, 3, priority=1)
     queue.move(clinic.desk, clinic.reception, c.id, -2)
     assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id)) == [
-        "B-004",
-        "B-003",
-        "B-001",
-        "B-002",
+        "A-004",
+        "A-003",
+        "A-001",
+        "A-002",
     ]
     queue.move_to(clinic.desk, clinic.reception, c.id, 99)  # clamps to the end
     assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id))[1:] == [
-        "B-001",
-        "B-002",
-        "B-003",
+        "A-001",
+        "A-002",
+        "A-003",
     ]
     # a normal token never jumps above a priority one by moving
     queue.move_to(clinic.desk, clinic.reception, a.id, 0)
-    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id))[0] == "B-004"
+    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id))[0] == "A-004"
     queue.set_priority(clinic.desk, clinic.reception, b.id, 2)
-    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id))[0] == "B-002"
+    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id))[0] == "A-002"
     with pytest.raises(PermissionDenied):
         queue.move(clinic.desk, clinic.dr_a, urgent.id, 1)
     with clinic.desk.reading() as session:
@@ -322,7 +308,7 @@ def test_doctors_act_only_on_their_own_tokens_and_admin_on_any(clinic: Clinic) -
 def test_one_consultation_at_a_time_per_doctor(clinic: Clinic) -> None:
     first, second = issue(clinic, 0), issue(clinic, 1)
     queue.start(clinic.desk, clinic.dr_a, first.id)
-    with pytest.raises(InvalidState, match="B-001 is still in consultation"):
+    with pytest.raises(InvalidState, match="A-001 is still in consultation"):
         queue.start(clinic.desk, clinic.dr_a, second.id)
     queue.complete(clinic.desk, clinic.dr_a, first.id)
     assert queue.start(clinic.desk, clinic.dr_a, second.id).status == "in_consultation"
@@ -335,10 +321,10 @@ def test_call_next_takes_the_head_of_the_doctors_own_queue(clinic: Clinic) -> No
     issue(clinic, 2, clinic.dr_b)
     called = queue.call_next(clinic.desk, clinic.dr_a)
     assert called is not None
-    assert called.token_label == "B-002"
+    assert called.token_label == "A-002"
     nxt = queue.call_next(clinic.desk, clinic.dr_a)
     assert nxt is not None
-    assert nxt.token_label == "B-001"
+    assert nxt.token_label == "A-001"
     assert queue.call_next(clinic.desk, clinic.dr_a) is None
     with pytest.raises(PermissionDenied):
         queue.call_next(clinic.desk, clinic.dr_a, clinic.dr_b.user_id)
@@ -346,7 +332,7 @@ def test_call_next_takes_the_head_of_the_doctors_own_queue(clinic: Clinic) -> No
         queue.call_next(clinic.desk, clinic.reception)
     by_admin = queue.call_next(clinic.desk, clinic.admin, clinic.dr_b.user_id)
     assert by_admin is not None
-    assert by_admin.token_label == "B-003"
+    assert by_admin.token_label == "A-003"
 
 
 def test_the_board_shows_token_labels_per_doctor(clinic: Clinic) -> None:
@@ -358,22 +344,22 @@ def test_the_board_shows_token_labels_per_doctor(clinic: Clinic) -> None:
     assert list(board) == ["Dr Anand", "Dr Bose"]
     anand = board["Dr Anand"]
     assert (anand.serving, anand.called, anand.next, anand.waiting_count) == (
-        "B-001",
-        ["B-002"],
-        ["B-003", "B-004", "B-005"],
+        "A-001",
+        ["A-002"],
+        ["A-003", "A-004", "A-005"],
         3,
     )
     bose = board["Dr Bose"]
-    assert (bose.serving, bose.next) == (None, ["B-006"])
+    assert (bose.serving, bose.next) == (None, ["A-006"])
     assert [d.full_name for d in queue.list_doctors(clinic.desk)] == ["Dr Anand", "Dr Bose"]
 
 
 def test_finished_tokens_leave_the_queue_but_can_be_listed(clinic: Clinic) -> None:
     a, b = issue(clinic, 0), issue(clinic, 1)
     queue.cancel(clinic.desk, clinic.reception, a.id)
-    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id)) == ["B-002"]
+    assert labels(queue.doctor_queue(clinic.desk, clinic.dr_a.user_id)) == ["A-002"]
     everything = queue.doctor_queue(clinic.desk, clinic.dr_a.user_id, include_finished=True)
-    assert labels(everything) == ["B-002", "B-001"]
+    assert labels(everything) == ["A-002", "A-001"]
     assert b.id == everything[0].visit_id
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from clinic_desktop.models import AuditEvent, ClinicSettings, OutboxEntry, SyncState, User
 from clinic_desktop.models.hlc import HybridLogicalClock
@@ -19,6 +20,7 @@ from clinic_desktop.services.errors import (
     PermissionDenied,
     ValidationError,
 )
+from clinic_desktop.store.open import OpenedStore, desk_for
 
 ADMIN_PASSWORD = "correct horse 42"
 STAFF_PASSWORD = "staff password 7"
@@ -40,19 +42,19 @@ def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def clinic(bare_desk: Desk) -> tuple[Desk, Actor]:
+def clinic(opened_store: OpenedStore) -> tuple[Desk, Actor]:
+    """First-run setup on a store opened (and migrated) exactly as the application does."""
     result = users.setup_clinic(
-        bare_desk.engine,
-        device_id=bare_desk.device_id,
-        audit_key=bare_desk.audit_key,
-        clock=bare_desk.clock,
+        opened_store.engine,
+        device_id=opened_store.device_id,
+        audit_key=opened_store.audit_key,
+        clock=opened_store.clock,
         clinic_name="Green Valley Clinic",
         currency="inr",
         desk_code="b",
         admin_username="Admin",
         admin_full_name="  Asha   Rao ",
         password=ADMIN_PASSWORD,
-        clinic_id=bare_desk.clinic_id,
         now=FixedClock(),
     )
     return result.desk, result.admin
@@ -138,6 +140,20 @@ def test_setup_creates_clinic_workstation_first_admin_and_desk_identity(
     assert users.is_set_up(desk.engine)
 
 
+def test_the_store_reopens_as_the_same_desk_after_setup(
+    clinic: tuple[Desk, Actor], opened_store: OpenedStore
+) -> None:
+    desk, admin = clinic
+    reopened = desk_for(opened_store)
+    assert reopened is not None
+    assert (reopened.clinic_id, reopened.desk_code, reopened.device_id) == (
+        desk.clinic_id,
+        "B",
+        desk.device_id,
+    )
+    assert users.sign_in(reopened, "admin", ADMIN_PASSWORD) == admin
+
+
 def test_setup_refuses_to_run_twice(clinic: tuple[Desk, Actor]) -> None:
     desk, _ = clinic
     with pytest.raises(InvalidState, match="already set up"):
@@ -156,10 +172,10 @@ def test_setup_refuses_to_run_twice(clinic: tuple[Desk, Actor]) -> None:
     assert count(desk, ClinicSettings) == 1
 
 
-def test_setup_validates_every_field_before_writing_anything(bare_desk: Desk) -> None:
+def test_setup_validates_every_field_before_writing_anything(opened_store: OpenedStore) -> None:
     with pytest.raises(ValidationError) as info:
         users.setup_clinic(
-            bare_desk.engine,
+            opened_store.engine,
             device_id="dev",
             audit_key=secrets.token_bytes(32),
             clock=HybridLogicalClock("dev"),
@@ -180,9 +196,11 @@ def test_setup_validates_every_field_before_writing_anything(bare_desk: Desk) ->
         "password",
         "timezone",
     }
-    assert not users.is_set_up(bare_desk.engine)
-    assert count(bare_desk, OutboxEntry) == 0
-    assert count(bare_desk, AuditEvent) == 0
+    assert not users.is_set_up(opened_store.engine)
+    assert desk_for(opened_store) is None
+    with Session(opened_store.engine) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
 
 
 # --- managing accounts ------------------------------------------------------------------------
