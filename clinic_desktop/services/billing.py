@@ -261,9 +261,7 @@ def _recompute(session: Session, desk: Desk, bill: Bill, lines: list[BillItem]) 
     bill.subtotal_minor, bill.tax_minor, bill.total_minor = subtotal, tax, taxable + tax
 
 
-def _check_totals(
-    bill: Bill, lines_total: int, discount: int, currency: str, errors: dict[str, str]
-) -> None:
+def _check_totals(lines_total: int, discount: int, currency: str, errors: dict[str, str]) -> None:
     if discount > lines_total:
         errors["discount"] = (
             "The discount cannot be more than the bill's subtotal "
@@ -551,7 +549,6 @@ def _add_line(
         errors.update(exc.fields)
     else:
         _check_totals(
-            bill,
             sum(i.amount_minor for i in lines) + amount,
             bill.discount_minor,
             bill.currency,
@@ -696,7 +693,7 @@ def set_discount(
             except ValidationError as exc:
                 errors.update(exc.fields)
         if not errors:
-            _check_totals(bill, subtotal, discount, bill.currency, errors)
+            _check_totals(subtotal, discount, bill.currency, errors)
         if errors:
             raise ValidationError(errors)
         if discount != bill.discount_minor:
@@ -1216,7 +1213,8 @@ def receipt_document(desk: Desk, bill_id: str, actor: Actor | None = None) -> Re
         taxable = bill.subtotal_minor - bill.discount_minor
         rate = _tax_rate(session, desk)
         if taxable and bill.tax_minor != money.percent_of(taxable, rate):
-            rate = round(bill.tax_minor * money.BASIS_POINTS / taxable)  # rate changed since
+            # the clinic's rate changed since: show the rate this bill was taxed at
+            rate = money.round_half_up_div(abs(bill.tax_minor) * money.BASIS_POINTS, abs(taxable))
         return ReceiptDocument(
             clinic_name=settings.name if settings else "",
             clinic_address=settings.address if settings else "",

@@ -726,3 +726,15 @@ def test_every_billing_write_has_its_outbox_entry_and_audit_event(world: World) 
     assert world.audit_actions()[-3:] == ["bill.create", "bill.issue", "payment.record"]
     for event in world.audit_events():
         assert "Asha" not in event.detail
+
+
+def test_a_receipt_shows_the_rate_the_bill_was_taxed_at_after_the_rate_changes(
+    world: World,
+) -> None:
+    world.set_tax(500)
+    bill_id = issued_bill(world)
+    world.set_tax(1800)
+    doc = billing.receipt_document(world.desk, bill_id)
+    assert (doc.tax_rate_bp, doc.tax_minor, doc.title) == (500, 2500, "Invoice")
+    note = cancel_with_credit_note(world.desk, world.cashier, bill_id, "Rate check")
+    assert billing.receipt_document(world.desk, note.id).tax_rate_bp == 500
