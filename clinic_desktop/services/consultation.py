@@ -166,9 +166,14 @@ def _parse_tenths_vital(value: object, field: str, errors: dict[str, str]) -> in
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     try:
-        if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
             raise InvalidOperation
-        number = Decimal(value.strip().replace(",", ".") if isinstance(value, str) else value)
+        if isinstance(value, str):
+            number = Decimal(value.strip().replace(",", "."))
+        elif isinstance(value, float):  # a spin box's value: its shortest decimal form
+            number = Decimal(repr(value))
+        else:
+            number = Decimal(value)
     except InvalidOperation:
         errors[field] = f"{label} must be a number ({unit})."
         return None
@@ -331,8 +336,8 @@ def record_consultation(
     bp_systolic: int | str | _Unset | None = UNSET,
     bp_diastolic: int | str | _Unset | None = UNSET,
     pulse: int | str | _Unset | None = UNSET,
-    temperature_c: str | Decimal | int | _Unset | None = UNSET,
-    weight_kg: str | Decimal | int | _Unset | None = UNSET,
+    temperature_c: str | Decimal | float | _Unset | None = UNSET,
+    weight_kg: str | Decimal | float | _Unset | None = UNSET,
     height_cm: int | str | _Unset | None = UNSET,
     spo2: int | str | _Unset | None = UNSET,
     examination: str | _Unset = UNSET,

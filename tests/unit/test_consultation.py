@@ -182,6 +182,15 @@ def test_vital_limits_themselves_are_accepted(world: World) -> None:
     assert (stored.temperature_dc, stored.weight_hg) == (300, 4000)
 
 
+def test_decimal_vitals_accept_a_comma_and_spin_box_floats(world: World) -> None:
+    visit_id = world.add_visit()
+    record_consultation(world.desk, world.doctor, visit_id, temperature_c="37,2", weight_kg=64.3)
+    stored = world.visit_row(visit_id)
+    assert (stored.temperature_dc, stored.weight_hg) == (372, 643)
+    with pytest.raises(ValidationError, match="one decimal place"):
+        record_consultation(world.desk, world.doctor, visit_id, weight_kg=64.35)
+
+
 def test_systolic_must_exceed_diastolic(world: World) -> None:
     visit_id = world.add_visit()
     with pytest.raises(ValidationError) as caught:
