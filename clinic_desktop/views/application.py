@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from clinic_desktop.views.common import apply_style, run_in_background
+from clinic_desktop.views.common import apply_style, run_in_background, settle_heap
 from clinic_desktop.views.signin import SetupWizard, SignInWindow
 
 if TYPE_CHECKING:
@@ -230,6 +230,7 @@ class ClinicApp(QObject):
         self.shell.show()
         self.sign_in.hide()
         self.sign_in.reset()
+        settle_heap()
         return self.shell
 
     def _signed_out(self) -> None:

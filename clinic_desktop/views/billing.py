@@ -133,6 +133,7 @@ class BillingWindow(RolePage):
         self.last_receipt: Path | None = None
         self.last_change_minor: int | None = None
         self._online_handler: Callable[[BillingWindow, str], object] | None = None
+        self._online_unavailable = ""  # why online payment is off right now (e.g. offline)
 
         # --- waiting list
         self.awaiting_model: RowsModel[AwaitingVisit] = RowsModel(
@@ -380,6 +381,16 @@ class BillingWindow(RolePage):
         self.online_button.setToolTip("Take the payment online with Stripe Checkout")
         self._update_buttons()
 
+    def set_online_payment_available(self, available: bool, reason: str = "") -> None:
+        """Turn the online button off while it cannot work (e.g. the server is offline),
+        with ``reason`` as its tooltip; cash and card stay available."""
+        self._online_unavailable = "" if available else (reason or ONLINE_NOT_SET_UP)
+        if self._online_handler is not None:
+            self.online_button.setToolTip(
+                self._online_unavailable or "Take the payment online with Stripe Checkout"
+            )
+        self._update_buttons()
+
     def _pay_online(self) -> None:
         if self._online_handler is not None and self.bill is not None:
             self._online_handler(self, self.bill.id)
@@ -503,7 +514,9 @@ class BillingWindow(RolePage):
             w.setEnabled(payable)
         self.cash_action.setEnabled(payable)
         self.card_action.setEnabled(payable)
-        self.online_button.setEnabled(payable and self._online_handler is not None)
+        self.online_button.setEnabled(
+            payable and self._online_handler is not None and not self._online_unavailable
+        )
         issued = bill is not None and bill.status != "draft"
         self.receipt_button.setEnabled(issued)
         self.receipt_action.setEnabled(issued)

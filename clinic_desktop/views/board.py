@@ -61,13 +61,17 @@ class DoctorCard(QFrame):
         caption.setStyleSheet("font-size: 16pt; color: #9fb3c8;")
         layout.addWidget(caption)
         layout.addWidget(self.now, 1)
+        next_caption = QLabel("Next")
+        next_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        next_caption.setStyleSheet("font-size: 14pt; color: #9fb3c8;")
+        layout.addWidget(next_caption)
         layout.addWidget(self.next)
 
     def show_line(self, line: BoardLine) -> None:
         self.doctor.setText(line.doctor_name)
         self.now.setText(line.now_serving or "-")
         upcoming = list(line.next_tokens)[:NEXT_SHOWN]
-        self.next.setText("Next: " + "  ".join(upcoming) if upcoming else "No one waiting")
+        self.next.setText("  ".join(upcoming) if upcoming else "No one waiting")
         self.setAccessibleName(
             f"{line.doctor_name}: now serving {line.now_serving or 'nobody'}; "
             f"next {', '.join(upcoming) or 'nobody'}"

@@ -18,6 +18,19 @@ from clinic_desktop.printing.documents import (
     PrescriptionDoc,
     PrescriptionLine,
 )
+from clinic_desktop.services import (
+    audit,
+    billing,
+    catalogues,
+    patients,
+    prescriptions,
+    queue,
+    sync_admin,
+    users,
+)
+from clinic_desktop.services import (
+    consultation as consultation_service,
+)
 
 if TYPE_CHECKING:
     from clinic_desktop.services.context import Actor, Desk
@@ -29,8 +42,6 @@ if TYPE_CHECKING:
 
 def setup_clinic(store: OpenedStore, values: dict[str, str]) -> Desk:
     """First-run setup from the wizard's fields; returns the new desk."""
-    from clinic_desktop.services import users
-
     result = users.setup_clinic(
         store.engine,
         device_id=store.device_id,
@@ -47,26 +58,18 @@ def setup_clinic(store: OpenedStore, values: dict[str, str]) -> Desk:
 
 
 def sign_in(desk: Desk, username: str, password: str) -> Actor:
-    from clinic_desktop.services import users
-
     return users.sign_in(desk, username, password)
 
 
 def must_change_password(desk: Desk, actor: Actor) -> bool:
-    from clinic_desktop.services import users
-
     return users.must_change_password(desk, actor)
 
 
 def change_own_password(desk: Desk, actor: Actor, old: str, new: str) -> None:
-    from clinic_desktop.services import users
-
     users.change_own_password(desk, actor, old, new)
 
 
 def verify_unlock(desk: Desk, actor: Actor, password: str) -> Actor:
-    from clinic_desktop.services import users
-
     return users.verify_password_for_unlock(desk, actor, password)
 
 
@@ -130,8 +133,6 @@ class BoardLine:
 
 def board_lines(desk: Desk, day: date | None = None) -> list[BoardLine]:
     """Per doctor: the token just called (or the one in consultation) and the next few."""
-    from clinic_desktop.services import queue
-
     return [
         BoardLine(
             doctor_id=row.doctor_id,
@@ -150,8 +151,6 @@ class DoctorRef:
 
 
 def doctors(desk: Desk) -> list[DoctorRef]:
-    from clinic_desktop.services import queue
-
     return [DoctorRef(d.user_id, d.full_name) for d in queue.list_doctors(desk)]
 
 
@@ -197,8 +196,6 @@ def today_queue(
     desk: Desk, actor: Actor, doctor_id: str | None, *, include_finished: bool = False
 ) -> list[QueueRow]:
     """Today's tokens of one doctor, or of every doctor (grouped by doctor)."""
-    from clinic_desktop.services import queue
-
     rows: list[QueueRow] = []
     for doctor in doctors(desk):
         if doctor_id is not None and doctor.id != doctor_id:
@@ -210,8 +207,6 @@ def today_queue(
 
 def doctor_queue(desk: Desk, actor: Actor) -> list[QueueRow]:
     """The signed-in doctor's own queue."""
-    from clinic_desktop.services import queue
-
     return _queue_rows(queue.doctor_queue(desk, actor.user_id), actor.full_name)
 
 
@@ -226,15 +221,11 @@ def _row_for(desk: Desk, actor: Actor, visit: Any) -> QueueRow:
 
 def call_next(desk: Desk, actor: Actor) -> QueueRow | None:
     """Call the head of the doctor's queue; None when nobody is waiting."""
-    from clinic_desktop.services import queue
-
     visit = queue.call_next(desk, actor)
     return _row_for(desk, actor, visit) if visit is not None else None
 
 
 def start_consultation(desk: Desk, actor: Actor, visit_id: str) -> QueueRow:
-    from clinic_desktop.services import queue
-
     return _row_for(desk, actor, queue.start(desk, actor, visit_id))
 
 
@@ -268,36 +259,26 @@ def token_from_row(row: QueueRow, desk: Desk, actor: Actor) -> TokenView:
 def issue_token(
     desk: Desk, actor: Actor, patient_id: str, doctor_id: str, priority: int
 ) -> TokenView:
-    from clinic_desktop.services import queue
-
     visit = queue.issue_token(desk, actor, patient_id, doctor_id, priority=priority)
     return token_from_row(_row_for(desk, actor, visit), desk, actor)
 
 
 def move_in_queue(desk: Desk, actor: Actor, visit_id: str, steps: int) -> bool:
-    from clinic_desktop.services import queue
-
     queue.move(desk, actor, visit_id, steps)
     return True
 
 
 def set_priority(desk: Desk, actor: Actor, visit_id: str, priority: int) -> bool:
-    from clinic_desktop.services import queue
-
     queue.set_priority(desk, actor, visit_id, priority)
     return True
 
 
 def mark_no_show(desk: Desk, actor: Actor, visit_id: str) -> bool:
-    from clinic_desktop.services import queue
-
     queue.no_show(desk, actor, visit_id)
     return True
 
 
 def cancel_visit(desk: Desk, actor: Actor, visit_id: str) -> bool:
-    from clinic_desktop.services import queue
-
     queue.cancel(desk, actor, visit_id)
     return True
 
@@ -349,21 +330,16 @@ def _patient_row(p: Any) -> PatientRow:
 
 
 def search_patients(desk: Desk, actor: Actor, query: str, limit: int = 50) -> list[PatientRow]:
-    from clinic_desktop.services import patients
-
     return [_patient_row(hit) for hit in patients.search(desk, query, limit=limit)]
 
 
 def _draft(values: dict[str, object]) -> Any:
-    from clinic_desktop.services import patients
-
     return patients.PatientDraft(**{k: v for k, v in values.items()})  # type: ignore[arg-type]
 
 
 def find_duplicates(desk: Desk, actor: Actor, values: dict[str, object]) -> list[PatientRow]:
     """Likely existing records for the form's values (empty when the form is not valid yet:
     registering then reports the field problems)."""
-    from clinic_desktop.services import patients
     from clinic_desktop.services.errors import ValidationError
 
     try:
@@ -376,16 +352,12 @@ def register_patient(
     desk: Desk, actor: Actor, values: dict[str, object], *, confirmed: bool
 ) -> PatientRow:
     """Register; raises the service's duplicate warning unless a person ``confirmed``."""
-    from clinic_desktop.services import patients
-
     patient = patients.register(desk, actor, _draft(values), confirm_not_duplicate=confirmed)
     return _patient_row(patient)
 
 
 def duplicate_candidates(exc: BaseException) -> list[PatientRow] | None:
     """The likely matches behind a duplicate warning, or None for any other error."""
-    from clinic_desktop.services import patients
-
     if isinstance(exc, patients.DuplicateWarning):
         return [_patient_row(p) for p in exc.candidates]
     return None
@@ -405,8 +377,6 @@ class PatientHeader:
 
 
 def patient_header(desk: Desk, actor: Actor, patient_id: str) -> PatientHeader:
-    from clinic_desktop.services import patients
-
     p = patients.open_record(desk, actor, patient_id)
     return PatientHeader(
         patient_id=p.id,
@@ -423,8 +393,6 @@ def patient_header(desk: Desk, actor: Actor, patient_id: str) -> PatientHeader:
 
 
 def search_icd10(query: str, limit: int = 20) -> list[tuple[str, str]]:
-    from clinic_desktop.services import catalogues
-
     return [(c.code, c.title) for c in catalogues.search_icd10(query, limit)]
 
 
@@ -466,34 +434,28 @@ def _consultation_view(r: Any) -> ConsultationView:
 
 
 def consultation(desk: Desk, actor: Actor, visit_id: str) -> ConsultationView:
-    from clinic_desktop.services import consultation as service
-
-    return _consultation_view(service.get_consultation(desk, actor, visit_id))
+    return _consultation_view(consultation_service.get_consultation(desk, actor, visit_id))
 
 
 def record_consultation(
     desk: Desk, actor: Actor, visit_id: str, values: dict[str, object]
 ) -> ConsultationView:
-    from clinic_desktop.services import consultation as service
-
     return _consultation_view(
-        service.record_consultation(desk, actor, visit_id, **values)  # type: ignore[arg-type]
+        consultation_service.record_consultation(desk, actor, visit_id, **values)  # type: ignore[arg-type]
     )
 
 
 def finish_consultation(desk: Desk, actor: Actor, visit_id: str) -> ConsultationView:
-    from clinic_desktop.services import consultation as service
-
-    return _consultation_view(service.finish_consultation(desk, actor, visit_id))
+    return _consultation_view(consultation_service.finish_consultation(desk, actor, visit_id))
 
 
 def history_html(desk: Desk, actor: Actor, patient_id: str, exclude_visit_id: str) -> str:
     """The patient's timeline as escaped HTML for a read-only text browser."""
     from html import escape
 
-    from clinic_desktop.services import consultation as service
-
-    entries = service.history(desk, actor, patient_id, exclude_visit_id=exclude_visit_id)
+    entries = consultation_service.history(
+        desk, actor, patient_id, exclude_visit_id=exclude_visit_id
+    )
     if not entries:
         return "<p style='color:#627d98'>No earlier visits.</p>"
     parts: list[str] = []
@@ -535,8 +497,6 @@ class MedicineChoice:
 
 
 def search_medicines(desk: Desk, query: str, limit: int = 15) -> list[MedicineChoice]:
-    from clinic_desktop.services import catalogues
-
     return [
         MedicineChoice(o.id, o.name, o.strength, o.form, o.route, o.label)
         for o in catalogues.search_medicines(desk, query, limit)
@@ -545,8 +505,6 @@ def search_medicines(desk: Desk, query: str, limit: int = 15) -> list[MedicineCh
 
 def prescription_presets() -> dict[str, list[str]]:
     """Suggestions the builder offers (the service owns the lists)."""
-    from clinic_desktop.services import prescriptions
-
     return {
         "dose": list(prescriptions.DOSE_PRESETS),
         "frequency": list(prescriptions.FREQUENCY_PRESETS),
@@ -610,16 +568,12 @@ def _draft_view(view: Any) -> DraftView:
 
 def current_draft(desk: Desk, actor: Actor, visit_id: str) -> DraftView | None:
     """The visit's latest prescription (draft or signed), if any."""
-    from clinic_desktop.services import prescriptions
-
     views = prescriptions.prescriptions_for_visit(desk, actor, visit_id)
     return _draft_view(views[-1]) if views else None
 
 
 def ensure_draft(desk: Desk, actor: Actor, visit_id: str) -> DraftView:
     """The visit's editable draft: the existing draft, an amendment of a signed one, or new."""
-    from clinic_desktop.services import prescriptions
-
     views = prescriptions.prescriptions_for_visit(desk, actor, visit_id)
     if not views:
         return _draft_view(prescriptions.create_draft(desk, actor, visit_id))
@@ -631,8 +585,6 @@ def ensure_draft(desk: Desk, actor: Actor, visit_id: str) -> DraftView:
 
 def add_line(desk: Desk, actor: Actor, prescription_id: str, line: RxLine) -> tuple[str, list[str]]:
     """Store a line in the draft; returns its item id and any allergy warnings for it."""
-    from clinic_desktop.services import prescriptions
-
     result = prescriptions.add_item(
         desk,
         actor,
@@ -652,21 +604,15 @@ def add_line(desk: Desk, actor: Actor, prescription_id: str, line: RxLine) -> tu
 
 
 def remove_line(desk: Desk, actor: Actor, item_id: str) -> DraftView:
-    from clinic_desktop.services import prescriptions
-
     return _draft_view(prescriptions.remove_item(desk, actor, item_id))
 
 
 def discard_draft(desk: Desk, actor: Actor, prescription_id: str) -> bool:
-    from clinic_desktop.services import prescriptions
-
     prescriptions.discard_draft(desk, actor, prescription_id)
     return True
 
 
 def get_draft(desk: Desk, actor: Actor, prescription_id: str) -> DraftView:
-    from clinic_desktop.services import prescriptions
-
     return _draft_view(prescriptions.get_prescription(desk, actor, prescription_id))
 
 
@@ -677,8 +623,6 @@ class Favourite:
 
 
 def favourites(desk: Desk, actor: Actor) -> list[Favourite]:
-    from clinic_desktop.services import prescriptions
-
     return [
         Favourite(f.prescription_id, f.summary)
         for f in prescriptions.favourite_sources(desk, actor)
@@ -688,8 +632,6 @@ def favourites(desk: Desk, actor: Actor) -> list[Favourite]:
 def apply_favourite(
     desk: Desk, actor: Actor, prescription_id: str, source_id: str
 ) -> tuple[DraftView, list[str]]:
-    from clinic_desktop.services import prescriptions
-
     view, warnings = prescriptions.copy_items_from(desk, actor, prescription_id, source_id)
     return _draft_view(view), [w.message for w in warnings]
 
@@ -697,8 +639,6 @@ def apply_favourite(
 def sign_prescription(
     desk: Desk, actor: Actor, prescription_id: str, *, acknowledge_allergy: bool
 ) -> DraftView:
-    from clinic_desktop.services import prescriptions
-
     return _draft_view(
         prescriptions.sign(desk, actor, prescription_id, acknowledge_allergy=acknowledge_allergy)
     )
@@ -706,16 +646,12 @@ def sign_prescription(
 
 def allergy_refusal(exc: BaseException) -> list[str] | None:
     """The warnings behind a refused signature, or None if ``exc`` is something else."""
-    from clinic_desktop.services import prescriptions
-
     if isinstance(exc, prescriptions.AllergyAcknowledgementRequired):
         return [w.message for w in exc.warnings]
     return None
 
 
 def prescription_document(desk: Desk, actor: Actor, prescription_id: str) -> PrescriptionDoc:
-    from clinic_desktop.services import prescriptions
-
     doc = prescriptions.prescription_document(desk, prescription_id, actor)
     sex = SEX_SHORT.get(doc.patient_sex, "")
     return PrescriptionDoc(
@@ -775,85 +711,60 @@ def parse_percent(text: str) -> int:
 
 
 def price_items(desk: Desk, *, include_inactive: bool = False) -> list[Any]:
-    from clinic_desktop.services import billing
-
     return list(billing.list_price_items(desk, include_inactive=include_inactive))
 
 
 def bills_awaiting(desk: Desk, actor: Actor) -> list[Any]:
-    from clinic_desktop.services import billing
-
     return list(billing.bills_awaiting(desk, actor))
 
 
 def open_bill_for(desk: Desk, actor: Actor, visit: Any) -> Any:
     """The visit's draft bill if one was started, else a new one pre-filled by the service."""
-    from clinic_desktop.services import billing
-
     if visit.draft_bill_id:
         return billing.get_bill(desk, actor, visit.draft_bill_id)
     return billing.create_bill_for_visit(desk, actor, visit.visit_id)
 
 
 def get_bill(desk: Desk, actor: Actor, bill_id: str) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.get_bill(desk, actor, bill_id)
 
 
 def add_price_line(desk: Desk, actor: Actor, bill_id: str, item_id: str, qty: int) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.add_price_line(desk, actor, bill_id, item_id, qty)
 
 
 def add_custom_line(desk: Desk, actor: Actor, bill_id: str, text: str, price: int) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.add_custom_line(desk, actor, bill_id, text, price)
 
 
 def remove_bill_line(desk: Desk, actor: Actor, line_id: str) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.remove_line(desk, actor, line_id)
 
 
 def set_discount(
     desk: Desk, actor: Actor, bill_id: str, amount: int | None, percent_bp: int | None
 ) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.set_discount(desk, actor, bill_id, amount_minor=amount, percent_bp=percent_bp)
 
 
 def issue_bill(desk: Desk, actor: Actor, bill_id: str) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.issue_bill(desk, actor, bill_id)
 
 
 def pay_cash(desk: Desk, actor: Actor, bill_id: str, tendered: int, applied: int | None) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.record_cash_payment(desk, actor, bill_id, tendered, applied)
 
 
 def pay_card(desk: Desk, actor: Actor, bill_id: str, amount: int, reference: str) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.record_card_payment(desk, actor, bill_id, amount, reference)
 
 
 def refund(desk: Desk, actor: Actor, payment_id: str, amount: int, reason: str) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.refund_payment(desk, actor, payment_id, amount, reason)
 
 
 def receipt_document(desk: Desk, actor: Actor, bill_id: str) -> Any:
     from clinic_desktop.printing.documents import ReceiptDoc, ReceiptLine, ReceiptPayment
-    from clinic_desktop.services import billing
 
     doc = billing.receipt_document(desk, bill_id, actor)
     return ReceiptDoc(
@@ -885,8 +796,6 @@ def receipt_document(desk: Desk, actor: Actor, bill_id: str) -> Any:
 
 
 def day_end(desk: Desk, actor: Actor, day: date) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.day_end_summary(desk, actor, day)
 
 
@@ -934,8 +843,6 @@ class UserRow:
 
 
 def list_users(desk: Desk, actor: Actor) -> list[UserRow]:
-    from clinic_desktop.services import users
-
     now = desk.now.utcnow()
     return [
         UserRow(
@@ -953,37 +860,27 @@ def list_users(desk: Desk, actor: Actor) -> list[UserRow]:
 def create_user(
     desk: Desk, actor: Actor, username: str, full_name: str, roles: list[str], password: str
 ) -> str:
-    from clinic_desktop.services import users
-
     return users.create_user(
         desk, actor, username=username, full_name=full_name, roles=roles, password=password
     ).id
 
 
 def update_roles(desk: Desk, actor: Actor, user_id: str, roles: list[str]) -> bool:
-    from clinic_desktop.services import users
-
     users.update_roles(desk, actor, user_id, roles)
     return True
 
 
 def set_disabled(desk: Desk, actor: Actor, user_id: str, disabled: bool) -> bool:
-    from clinic_desktop.services import users
-
     users.set_disabled(desk, actor, user_id, disabled)
     return True
 
 
 def reset_password(desk: Desk, actor: Actor, user_id: str, password: str) -> bool:
-    from clinic_desktop.services import users
-
     users.reset_password(desk, actor, user_id, password)
     return True
 
 
 def unlock_user(desk: Desk, actor: Actor, user_id: str) -> bool:
-    from clinic_desktop.services import users
-
     users.unlock(desk, actor, user_id)
     return True
 
@@ -997,8 +894,6 @@ def create_price_item(
     kind: str,
     doctor_id: str | None,
 ) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.create_price_item(
         desk,
         actor,
@@ -1011,8 +906,6 @@ def create_price_item(
 
 
 def update_price_item(desk: Desk, actor: Actor, item_id: str, **changes: Any) -> Any:
-    from clinic_desktop.services import billing
-
     return billing.update_price_item(desk, actor, item_id, **changes)
 
 
@@ -1024,8 +917,6 @@ def percent_text(basis_points: int) -> str:
 
 def verify_audit_chain(desk: Desk, actor: Actor) -> str:
     """The chain check as a sentence for the admin."""
-    from clinic_desktop.services import audit
-
     actor.require("admin", action="verify the audit log")
     with desk.reading() as session:
         report = audit.verify_chain(session, desk)
@@ -1152,53 +1043,37 @@ def sync_summary(desk: Desk) -> str:
 
 
 def sync_problems(desk: Desk, actor: Actor) -> list[Any]:
-    from clinic_desktop.services import sync_admin
-
     return list(sync_admin.list_problems(desk, actor))
 
 
 def retry_problem(desk: Desk, actor: Actor, problem_id: str) -> bool:
-    from clinic_desktop.services import sync_admin
-
     sync_admin.retry_problem(desk, actor, problem_id)
     return True
 
 
 def discard_problem(desk: Desk, actor: Actor, problem_id: str) -> bool:
-    from clinic_desktop.services import sync_admin
-
     sync_admin.discard_problem(desk, actor, problem_id)
     return True
 
 
 def sync_conflicts(desk: Desk, actor: Actor) -> list[Any]:
-    from clinic_desktop.services import sync_admin
-
     return list(sync_admin.list_conflicts(desk, actor))
 
 
 def keep_conflict(desk: Desk, actor: Actor, conflict_id: str) -> bool:
-    from clinic_desktop.services import sync_admin
-
     sync_admin.keep_conflict(desk, actor, conflict_id)
     return True
 
 
 def restore_conflict(desk: Desk, actor: Actor, conflict_id: str) -> bool:
-    from clinic_desktop.services import sync_admin
-
     sync_admin.restore_conflict(desk, actor, conflict_id)
     return True
 
 
 def duplicate_pairs(desk: Desk, actor: Actor) -> list[Any]:
-    from clinic_desktop.services import sync_admin
-
     return list(sync_admin.find_cross_desk_duplicates(desk, actor))
 
 
 def merge_duplicate(desk: Desk, actor: Actor, keep_id: str, merge_id: str) -> bool:
-    from clinic_desktop.services import sync_admin
-
     sync_admin.merge_duplicate(desk, actor, keep_id, merge_id)
     return True
