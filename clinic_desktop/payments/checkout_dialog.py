@@ -47,6 +47,12 @@ logger = logging.getLogger(__name__)
 STANDIN_ENV = "CLINIC_STRIPE_STANDIN_ORIGIN"
 
 
+OFFLINE_REASON = (
+    "Online payment needs the clinic server, which cannot be reached right now. "
+    "Take cash or card; online payment comes back when the connection does."
+)
+
+
 def configured_extra_origins() -> frozenset[str]:
     """Origins besides Stripe's that the dialog may show, from the desk's environment."""
     raw = os.environ.get(STANDIN_ENV, "")
@@ -391,12 +397,16 @@ def install_online_payments(
     extra_origins: frozenset[str] | None = None,
     request_pull: Callable[[], None] | None = None,
     on_rows_changed: Callable[[Callable[[dict[str, list[str]]], None]], None] | None = None,
+    on_status: Callable[[Callable[[Any], None]], None] | None = None,
+    online: bool | None = None,
 ) -> OnlinePaymentFlow:
     """Wire "Pay online (Stripe)" in the billing window to the checkout flow.
 
     ``request_pull`` asks the sync client to pull now (the server's payment row is what
     turns the bill paid on this desk); ``on_rows_changed`` is the sync worker's
-    ``events.on_rows_changed``, so the open bill reloads when its payment arrives.
+    ``events.on_rows_changed``, so the open bill reloads when its payment arrives;
+    ``on_status`` is its ``events.on_status``: while the server is unreachable the button is
+    off with the reason (``online`` gives the state at the start).
     """
     parent = window if isinstance(window, QWidget) else None
     flow = OnlinePaymentFlow(
@@ -425,4 +435,14 @@ def install_online_payments(
 
         bridge.changed.connect(arrived)
         on_rows_changed(bridge.changed.emit)
+    available = getattr(window, "set_online_payment_available", None)
+    if available is not None:
+        if online is not None:
+            available(online, OFFLINE_REASON)
+        if on_status is not None:
+            status_bridge = _RowsBridge(flow)
+            status_bridge.changed.connect(
+                lambda status: available(bool(getattr(status, "online", False)), OFFLINE_REASON)
+            )
+            on_status(status_bridge.changed.emit)
     return flow
