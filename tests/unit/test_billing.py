@@ -119,6 +119,17 @@ def test_bad_price_items_are_refused_and_nothing_is_written(
     assert world.outbox_count() == before
 
 
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_price_names_are_stored_as_typed(world: World, text: str) -> None:
+    item = billing.create_price_item(
+        world.desk, world.admin, code="ODD", name=text, amount_minor=100
+    )
+    assert item.name == text.strip()
+    bill = create_bill_for_visit(world.desk, world.cashier, world.add_visit(status="completed"))
+    view = add_price_line(world.desk, world.cashier, bill.id, item.id)
+    assert view.lines[-1].description == text.strip()
+
+
 def test_a_doctor_has_one_active_consultation_fee(world: World) -> None:
     with pytest.raises(ValidationError, match="already has a consultation fee"):
         billing.create_price_item(

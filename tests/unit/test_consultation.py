@@ -278,6 +278,12 @@ def test_follow_up_today_is_allowed_and_today_is_the_clinics_day(world: World) -
     record_consultation(world.desk, world.doctor, visit_id, follow_up_date="2026-03-05")
 
 
+def test_a_nul_character_is_refused_rather_than_stored(world: World) -> None:
+    visit_id = world.add_visit()
+    with pytest.raises(ValidationError, match="cannot be stored"):
+        record_consultation(world.desk, world.doctor, visit_id, advice="rest\x00")
+
+
 def test_overlong_text_is_refused(world: World) -> None:
     visit_id = world.add_visit()
     with pytest.raises(ValidationError, match="at most 2000 characters"):
