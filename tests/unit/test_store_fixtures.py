@@ -20,5 +20,5 @@ def test_desk_fixture_is_set_up_on_the_opened_store(
     assert admin.has("admin")
     with desk.reading() as session:
         assert session.scalar(select(func.count()).select_from(ClinicSettings)) == 1
-        assert session.scalar(select(func.count()).select_from(AuditEvent)) >= 1
+        assert (session.scalar(select(func.count()).select_from(AuditEvent)) or 0) >= 1
         assert verify_chain(session, desk).ok
