@@ -1,8 +1,5 @@
 """Clinic Desk: the installed front-desk, consultation and billing application."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("clinic-desk")
-except PackageNotFoundError:  # running from a source tree or a bundle without metadata
-    __version__ = "0.1.0"
+# The one place the version is written (pyproject.toml reads it from here). A constant, not an
+# importlib.metadata lookup: that lookup cost ~100 ms of every start, before any window shows.
+__version__ = "0.1.0"
