@@ -33,14 +33,14 @@ BAD_SIGN_IN = "Wrong user name or password."
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-    clinic_id: str | None = Field(default=None, max_length=36)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")
+    password: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")
+    clinic_id: str | None = Field(default=None, max_length=36, pattern=r"^[^\x00]*$")
 
 
 class RefreshIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    refresh_token: str = Field(min_length=1, max_length=300)
+    refresh_token: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00]*$")
 
 
 class UserOut(BaseModel):

@@ -42,9 +42,9 @@ class EnrolmentCodeOut(BaseModel):
 
 class EnrolIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=40)
+    code: str = Field(min_length=1, max_length=40, pattern=r"^[^\x00]*$")
     desk_code: str = Field(min_length=1, max_length=3)
-    name: str = Field(default="", max_length=100)
+    name: str = Field(default="", max_length=100, pattern=r"^[^\x00]*$")
 
 
 class EnrolOut(BaseModel):
@@ -212,7 +212,7 @@ def list_devices(
 def revoke(
     principal: AdminOnly,
     state: Annotated[ServerState, Depends(get_state)],
-    device_id: Annotated[str, Path(max_length=64)],
+    device_id: Annotated[str, Path(max_length=64, pattern=r"^[^\x00]*$")],
 ) -> dict[str, Any]:
     """Refuse this workstation from its next request on."""
     with state.db.write() as session:

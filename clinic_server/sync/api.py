@@ -43,7 +43,7 @@ EntityName = Literal[
 ]
 assert set(EntityName.__args__) == set(protocol.ENTITY_ORDER)  # type: ignore[attr-defined]
 
-_ID = Field(min_length=1, max_length=36)
+_ID = Field(min_length=1, max_length=36, pattern=r"^[^\x00]*$")
 
 
 class MutationModel(BaseModel):
@@ -54,8 +54,8 @@ class MutationModel(BaseModel):
     op: Literal["insert", "update"]
     fields: dict[str, Any]
     base_version: int = Field(ge=0, le=2**62)
-    hlc: str = Field(min_length=1, max_length=48)
-    actor_id: str | None = Field(default=None, max_length=36)
+    hlc: str = Field(min_length=23, max_length=64, pattern=r"^[0-9]{15}-[0-9]{6}-[^\s]+$")
+    actor_id: str | None = Field(default=None, max_length=36, pattern=r"^[^\x00]*$")
 
 
 class PushIn(BaseModel):
@@ -195,7 +195,7 @@ def snapshot(
     principal: User,
     device: Desk,
     entity: EntityName,
-    after_id: Annotated[str | None, Query(max_length=36)] = None,
+    after_id: Annotated[str | None, Query(max_length=36, pattern=r"^[^\x00]*$")] = None,
     limit: Annotated[
         int, Query(ge=1, le=protocol.MAX_SNAPSHOT_LIMIT)
     ] = protocol.DEFAULT_SNAPSHOT_LIMIT,
