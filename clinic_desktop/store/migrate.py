@@ -7,6 +7,7 @@ installed wheel and a PyInstaller bundle (which must ship ``store/migrations`` a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +16,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Leave alone what raw DDL made (the FTS5 patient index, its shadow tables, indexes)."""
+    return not (type_ in ("table", "index") and reflected and compare_to is None)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -467,3 +467,20 @@ def test_search_index_revision_downgrades_and_rebuilds_from_patients(
         assert len(list((store.data_dir / BACKUP_DIR).glob("*-auto-0001-to-*.db"))) == 1
     finally:
         reopened.close()
+
+
+def test_migrations_build_exactly_the_schema_the_models_declare(store: OpenedStore) -> None:
+    """Fails when a model changed without regenerating 0001 (scripts/regen_store_migration.py)
+    or adding a revision: a desk would otherwise run with a schema the code does not expect."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from clinic_desktop.models import Base, LocalBase
+    from clinic_desktop.store.migrate import include_object
+
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
+        diff = compare_metadata(context, [Base.metadata, LocalBase.metadata])
+    assert diff == [], "store migrations are behind the models; regenerate 0001"

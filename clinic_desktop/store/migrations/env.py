@@ -14,15 +14,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.types import TypeDecorator
 
 from clinic_desktop.models import Base, LocalBase
+from clinic_desktop.store.migrate import include_object
 
 target_metadata = [Base.metadata, LocalBase.metadata]
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Leave alone what raw DDL made (the FTS5 patient index, its shadow tables, indexes)."""
-    return not (type_ in ("table", "index") and reflected and compare_to is None)
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
