@@ -129,7 +129,7 @@ class UsersTab(QWidget):
         ):
             buttons.addWidget(b)
         form.addRow(buttons)
-        self.create_button.clicked.connect(self.create)
+        self.create_button.clicked.connect(self.create_user)
         self.roles_button.clicked.connect(self.save_roles)
         self.disable_button.clicked.connect(self.toggle_disabled)
         self.reset_button.clicked.connect(self.reset_password)
@@ -176,7 +176,7 @@ class UsersTab(QWidget):
         self.page.ctx.events.users_changed.emit()
         return True
 
-    def create(self) -> None:
+    def create_user(self) -> None:
         username = self.username.text()
         if self._run(
             gateway.create_user,

@@ -318,7 +318,7 @@ def run_with_progress(
     """A long operation in a worker with a busy indicator; errors become a message box."""
     dialog = QProgressDialog(label, "", 0, 0, parent)
     dialog.setWindowTitle("Please wait")
-    dialog.setCancelButton(None)  # type: ignore[arg-type]
+    dialog.setCancelButton(None)
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(0)
     dialog.show()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QDate, QObject, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
@@ -279,7 +279,8 @@ class ReceptionWindow(RolePage):
         self.last_token: gateway.TokenView | None = None
 
         # --- search
-        self.search_box = QLineEdit(objectName="searchBox")
+        self.search_box = QLineEdit()
+        self.search_box.setObjectName("searchBox")
         self.search_box.setPlaceholderText("Find patient: name, phone or patient number  (Ctrl+F)")
         self.search_box.setAccessibleName("Find patient")
         self.search_box.setClearButtonEnabled(True)
@@ -438,7 +439,7 @@ class ReceptionWindow(RolePage):
     # ------------------------------------------------------------------ building blocks
     def _table(
         self,
-        model: RowsModel,  # type: ignore[type-arg]
+        model: RowsModel[Any],
         name: str,
         stretch: tuple[int, ...] = (0,),
     ) -> QTableView:

@@ -39,8 +39,10 @@ class SignInWindow(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.resize(460, 400)
 
-        card = QWidget(objectName="signInCard")
-        brand = QLabel("Clinic Desk", objectName="brand")
+        card = QWidget()
+        card.setObjectName("signInCard")
+        brand = QLabel("Clinic Desk")
+        brand.setObjectName("brand")
         brand.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.clinic_label = plain_label("", "hint")
         self.clinic_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
