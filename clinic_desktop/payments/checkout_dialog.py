@@ -36,9 +36,12 @@ from clinic_desktop.payments.online_payments import (
     Confirmation,
     OnlinePaymentsClient,
     OnlinePaymentUnavailable,
+    client_for_transport,
 )
 from clinic_desktop.services.errors import ClinicError
 from clinic_desktop.services.money import format_amount
+from clinic_desktop.sync.transport import Transport
+from clinic_desktop.sync.worker import SyncWorker
 
 logger = logging.getLogger(__name__)
 
@@ -446,3 +449,23 @@ def install_online_payments(
             )
             on_status(status_bridge.changed.emit)
     return flow
+
+
+def attach_to_billing_window(
+    window: BillingWindowLike,
+    transport: Transport,
+    worker: SyncWorker | None = None,
+    *,
+    extra_origins: frozenset[str] | None = None,
+) -> OnlinePaymentFlow:
+    """The one call the application makes when it opens the billing page on a desk that
+    is connected to a server: online payment uses the sync transport's credentials, and the
+    sync worker's status and pulled rows keep the button and the open bill current."""
+    return install_online_payments(
+        window,
+        client_for_transport(transport),
+        extra_origins=extra_origins,
+        on_rows_changed=worker.events.on_rows_changed if worker is not None else None,
+        on_status=worker.events.on_status if worker is not None else None,
+        online=worker.status.online if worker is not None else None,
+    )

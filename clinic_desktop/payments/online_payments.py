@@ -17,6 +17,8 @@ from typing import Any
 import requests
 
 from clinic_desktop.services.errors import ClinicError
+from clinic_desktop.sync import protocol
+from clinic_desktop.sync.transport import Transport
 
 API_PREFIX = "/api/v1/payments/stripe"
 DEFAULT_TIMEOUT = 15.0
@@ -115,8 +117,15 @@ class OnlinePaymentsClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         http: requests.Session | None = None,
+        allow_insecure: bool = False,
+        verify: bool | str = True,
     ) -> None:
+        if server_url.strip().lower().startswith("http://") and not allow_insecure:
+            raise ValueError(
+                "The clinic server's address must be https:// (plain http only in tests)."
+            )
         self._base = server_url.rstrip("/") + API_PREFIX
+        self._verify = verify
         self._auth_headers = auth_headers
         self._timeout = timeout
         self._http = http or requests.Session()
@@ -128,6 +137,7 @@ class OnlinePaymentsClient:
                 json=body,
                 headers=dict(self._auth_headers()),
                 timeout=self._timeout,
+                verify=self._verify,
             )
         except requests.RequestException:
             raise OnlinePaymentUnavailable(
@@ -200,3 +210,30 @@ class OnlinePaymentsClient:
             currency=str(data.get("currency") or ""),
             message=str(data.get("message") or ""),
         )
+
+
+def client_for_transport(
+    transport: Transport, *, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True
+) -> OnlinePaymentsClient:
+    """A client that signs its calls like the desk's sync transport: the signed-in person's
+    current access token and this workstation's device credential (read at each call, so a
+    refreshed token is used at once)."""
+
+    def headers() -> dict[str, str]:
+        out = dict(protocol.version_headers())
+        tokens = transport.tokens
+        if tokens is not None:
+            out["Authorization"] = f"Bearer {tokens.access_token}"
+        credential = transport.credential
+        if credential is not None:
+            out[protocol.HEADER_DEVICE_ID] = credential.device_id
+            out[protocol.HEADER_DEVICE_SECRET] = credential.secret
+        return out
+
+    return OnlinePaymentsClient(
+        transport.base_url,
+        headers,
+        timeout=timeout,
+        allow_insecure=transport.base_url.startswith("http://"),
+        verify=verify,
+    )

@@ -17,10 +17,12 @@ from clinic_desktop.payments.checkout_dialog import (
     CheckoutDialog,
     FlowOutcome,
     OnlinePaymentFlow,
+    attach_to_billing_window,
     install_online_payments,
 )
 from clinic_desktop.payments.online_payments import OnlinePaymentsClient
 from clinic_desktop.services import billing
+from clinic_desktop.sync.worker import SyncWorker
 from tests.payments.desks import (
     DeskHandle,
     StripeClinic,
@@ -40,8 +42,15 @@ def stripe_clinic(tmp_path: Path) -> Iterator[StripeClinic]:
         clinic.close()
 
 
-def billing_window(qtbot: QtBot, handle: DeskHandle, bill_id: str, client: OnlinePaymentsClient):
-    """The real billing window on the desk, with the bill open and online payment wired."""
+def billing_window(
+    qtbot: QtBot,
+    handle: DeskHandle,
+    bill_id: str,
+    client: OnlinePaymentsClient | None = None,
+    worker: SyncWorker | None = None,
+):
+    """The real billing window on the desk, with the bill open and online payment wired:
+    through the app's hook (sync transport + worker) unless a bare client is given."""
     from clinic_desktop.views.billing import BillingWindow
     from clinic_desktop.views.shell import DeskEvents, ViewContext
 
@@ -52,12 +61,11 @@ def billing_window(qtbot: QtBot, handle: DeskHandle, bill_id: str, client: Onlin
     )
     window = BillingWindow(ctx)
     qtbot.addWidget(window)
-    flow = install_online_payments(
-        window,
-        client,
-        extra_origins=None,  # from CLINIC_STRIPE_STANDIN_ORIGIN, as a demo desk would set it
-        request_pull=handle.sync,
-    )
+    if client is None:
+        flow = attach_to_billing_window(window, handle.transport, worker)
+    else:
+        # extra_origins from CLINIC_STRIPE_STANDIN_ORIGIN, as a demo desk would set it
+        flow = install_online_payments(window, client, request_pull=handle.sync)
     window._show_bill(billing.get_bill(handle.desk, ctx.actor, bill_id))
     window.show()
     return window, flow
@@ -94,15 +102,21 @@ def bill_status(handle: DeskHandle, bill_id: str) -> str:
 
 
 def test_pay_online_in_the_billing_window_turns_the_bill_paid_on_every_desk(
-    qtbot: QtBot, stripe_clinic: StripeClinic, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot,
+    stripe_clinic: StripeClinic,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ):
     monkeypatch.setenv("CLINIC_STRIPE_STANDIN_ORIGIN", stripe_clinic.standin.base_url)
     billing_desk = stripe_clinic.add_desk("B", "Billing")
     bill_id = issued_bill_for_a_finished_visit(billing_desk)
     reception = stripe_clinic.add_desk("R", "Reception")
-    client = OnlinePaymentsClient(stripe_clinic.server.url, billing_desk.auth_headers)
-    window, flow = billing_window(qtbot, billing_desk, bill_id, client)
-    assert window.online_button.isEnabled()
+    worker = SyncWorker(billing_desk.desk, billing_desk.transport, long_poll=2.0, min_backoff=0.1)
+    worker.start()
+    request.addfinalizer(worker.stop)
+    qtbot.waitUntil(lambda: worker.status.online, timeout=10000)
+    window, flow = billing_window(qtbot, billing_desk, bill_id, worker=worker)
+    qtbot.waitUntil(window.online_button.isEnabled, timeout=5000)
 
     dialog = open_the_page(qtbot, window, flow)
     # The stand-in's page really runs in the web view, in an off-the-record profile.
@@ -120,7 +134,8 @@ def test_pay_online_in_the_billing_window_turns_the_bill_paid_on_every_desk(
     assert "received" in outcome.message
     [session] = stripe_clinic.standin.sessions.values()
     assert session["status"] == "complete"
-    # The billing desk shows the bill paid: the server's payment row arrived by sync.
+    # The billing desk shows the bill paid: the server's payment row arrived by the sync
+    # worker's long poll, and the open bill reloaded itself.
     qtbot.waitUntil(lambda: window.bill is not None and window.bill.status == "paid", timeout=10000)
     [payment] = stripe_payments(billing_desk, bill_id)
     assert (payment.method, payment.amount_minor) == ("stripe", 4500)
@@ -132,6 +147,7 @@ def test_pay_online_in_the_billing_window_turns_the_bill_paid_on_every_desk(
     # The webhook arrived as well and changed nothing: still exactly one payment.
     qtbot.waitUntil(lambda: len(stripe_clinic.standin.deliveries) >= 1, timeout=10000)
     assert stripe_clinic.standin.deliveries[0].status == 200
+    worker.stop()
     billing_desk.sync()
     assert len(stripe_payments(billing_desk, bill_id)) == 1
 
@@ -142,7 +158,9 @@ def test_server_unreachable_when_the_page_returns_leaves_the_bill_payable(
     monkeypatch.setenv("CLINIC_STRIPE_STANDIN_ORIGIN", stripe_clinic.standin.base_url)
     billing_desk = stripe_clinic.add_desk("B", "Billing")
     bill_id = issued_bill_for_a_finished_visit(billing_desk)
-    client = OnlinePaymentsClient(stripe_clinic.server.url, billing_desk.auth_headers, timeout=3)
+    client = OnlinePaymentsClient(
+        stripe_clinic.server.url, billing_desk.auth_headers, timeout=3, allow_insecure=True
+    )
     window, flow = billing_window(qtbot, billing_desk, bill_id, client)
     dialog = open_the_page(qtbot, window, flow)
 
@@ -170,7 +188,9 @@ def test_cancel_on_the_page_closes_the_dialog_and_the_bill_stays_open(
     monkeypatch.setenv("CLINIC_STRIPE_STANDIN_ORIGIN", stripe_clinic.standin.base_url)
     billing_desk = stripe_clinic.add_desk("B", "Billing")
     bill_id = issued_bill_for_a_finished_visit(billing_desk)
-    client = OnlinePaymentsClient(stripe_clinic.server.url, billing_desk.auth_headers)
+    client = OnlinePaymentsClient(
+        stripe_clinic.server.url, billing_desk.auth_headers, allow_insecure=True
+    )
     window, flow = billing_window(qtbot, billing_desk, bill_id, client)
     dialog = open_the_page(qtbot, window, flow)
 
