@@ -22,12 +22,13 @@ import re
 import threading
 import unicodedata
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import Patient
@@ -594,31 +595,28 @@ def merge(desk: Desk, actor: Actor, keep_id: str, merge_id: str) -> Patient:
 # ---------------------------------------------------------------------------------------------
 # Search
 
-_NAME_SQL = text(
-    """SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
+_NAME_SQL = """
+    SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
     FROM patient_name_fts f
     JOIN patient_search_key k ON k.k = f.rowid
     JOIN patient p ON p.id = k.patient_id
     WHERE f.patient_name_fts MATCH :query AND p.deleted = 0 AND p.merged_into IS NULL
     ORDER BY f.rowid DESC
     LIMIT :limit"""
-)
-_CODE_SQL = text(
-    """SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
+_CODE_SQL = """
+    SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
     FROM patient_code_fts f
     JOIN patient_search_key k ON k.k = f.rowid
     JOIN patient p ON p.id = k.patient_id
     WHERE f.patient_code_fts MATCH :query AND p.deleted = 0 AND p.merged_into IS NULL
     ORDER BY f.rowid DESC
     LIMIT :limit"""
-)
-_EXACT_SQL = text(
-    """SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
+_EXACT_SQL = """
+    SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
     FROM patient p
     WHERE (p.patient_number = :number OR p.phone = :phone)
       AND p.deleted = 0 AND p.merged_into IS NULL
     LIMIT :limit"""
-)
 _MAX_TERM_VARIANTS = 12
 
 
@@ -627,28 +625,49 @@ def _quote(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
 
 
-def _to_hit(row: Any, match: str) -> PatientHit:
-    dob = row.date_of_birth
+def _to_hit(row: tuple[Any, ...], match: str) -> PatientHit:
+    patient_id, number, full_name, phone, sex, dob, estimated = row
     if isinstance(dob, str):
         dob = date.fromisoformat(dob)
     return PatientHit(
-        id=row.id,
-        patient_number=row.patient_number,
-        full_name=row.full_name,
-        phone=row.phone,
-        sex=row.sex,
+        id=patient_id,
+        patient_number=number,
+        full_name=full_name,
+        phone=phone,
+        sex=sex,
         date_of_birth=dob,
-        dob_estimated=bool(row.dob_estimated),
+        dob_estimated=bool(estimated),
         match=match,
     )
 
 
-def _collect(hits: dict[str, PatientHit], rows: Iterable[Any], match: str, limit: int) -> None:
-    for row in rows:
+def _collect(hits: dict[str, PatientHit], cursor: Any, match: str, limit: int) -> None:
+    for row in cursor.fetchall():
         if len(hits) >= limit:
             return
-        if row.id not in hits:
-            hits[row.id] = _to_hit(row, match)
+        if row[0] not in hits:
+            hits[row[0]] = _to_hit(tuple(row), match)
+
+
+@contextmanager
+def _snapshot(desk: Desk) -> Iterator[Any]:
+    """A read-only cursor on one consistent WAL snapshot, without the write lock.
+
+    ``desk.reading()`` begins with ``BEGIN IMMEDIATE`` like every session of the store
+    engine, so a search would wait behind (and hold up) any writer, e.g. the sync client
+    applying a large batch. Search only reads, so it uses a plain deferred transaction on a
+    pooled connection: readers never block writers in WAL mode, nor wait for them.
+    """
+    with desk.engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        cursor.execute("BEGIN DEFERRED")
+        try:
+            yield cursor
+        finally:
+            cursor.execute("ROLLBACK")
+            cursor.close()
 
 
 def _deletes(word: str) -> set[str]:
@@ -666,12 +685,12 @@ class NameVocabulary:
     deletion, swapped neighbours), then confirmed by edit distance.
     """
 
-    _FULL_SQL = text("SELECT term, doc FROM patient_name_terms")
-    _TOP_SQL = text("SELECT coalesce(max(k), 0) FROM patient_search_key")
-    _NEW_SQL = text(
-        """SELECT k.k, p.full_name FROM patient_search_key k JOIN patient p ON p.id = k.patient_id
+    _FULL_SQL = "SELECT term, doc FROM patient_name_terms"
+    _TOP_SQL = "SELECT coalesce(max(k), 0) FROM patient_search_key"
+    _NEW_SQL = """
+        SELECT k.k, p.full_name
+        FROM patient_search_key k JOIN patient p ON p.id = k.patient_id
         WHERE k.k > :after ORDER BY k.k LIMIT 50000"""
-    )
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -688,17 +707,17 @@ class NameVocabulary:
         for key in _deletes(term):
             self.by_delete.setdefault(key, set()).add(term)
 
-    def refresh(self, session: Session) -> None:
+    def refresh(self, cursor: Any) -> None:
         """Catch up with patients added since the last look (cheap when nothing changed)."""
         with self._lock:
-            top = int(session.scalar(self._TOP_SQL) or 0)
+            top = int(cursor.execute(self._TOP_SQL).fetchone()[0] or 0)
             if self.seen_key < 0:
-                for term, docs in session.execute(self._FULL_SQL):
+                for term, docs in cursor.execute(self._FULL_SQL).fetchall():
                     self._add(str(term), int(docs))
                 self.seen_key = top
                 return
             while self.seen_key < top:
-                rows = session.execute(self._NEW_SQL, {"after": self.seen_key}).all()
+                rows = cursor.execute(self._NEW_SQL, {"after": self.seen_key}).fetchall()
                 if not rows:
                     break
                 for key, full_name in rows:
@@ -742,8 +761,8 @@ def name_vocabulary(desk: Desk) -> NameVocabulary:
 def warm_up_search(desk: Desk) -> None:
     """Load the typo vocabulary ahead of the first misspelt search (call from a worker
     thread after sign-in; over a million patients it takes about a second)."""
-    with desk.reading() as session:
-        name_vocabulary(desk).refresh(session)
+    with _snapshot(desk) as cursor:
+        name_vocabulary(desk).refresh(cursor)
 
 
 def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
@@ -765,7 +784,7 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
     compact = _PHONE_SEPARATORS.sub("", cleaned)
     digits_like = bool(re.fullmatch(r"\+?\d+", compact))
     hits: dict[str, PatientHit] = {}
-    with desk.reading() as session:
+    with _snapshot(desk) as cursor:
         # 1. exact patient number or whole phone number
         phone = compact
         if phone.startswith("00"):
@@ -773,7 +792,7 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
         if len(compact) >= 5:
             _collect(
                 hits,
-                session.execute(
+                cursor.execute(
                     _EXACT_SQL, {"number": cleaned.upper(), "phone": phone, "limit": limit}
                 ),
                 "number" if not digits_like else "phone",
@@ -784,7 +803,7 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
         if len(fragment) >= 3 and any(ch.isdigit() for ch in fragment):
             _collect(
                 hits,
-                session.execute(_CODE_SQL, {"query": _quote(fragment), "limit": limit}),
+                cursor.execute(_CODE_SQL, {"query": _quote(fragment), "limit": limit}),
                 "phone" if digits_like else "number",
                 limit,
             )
@@ -795,7 +814,7 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
             exact = " AND ".join(_quote(t) for t in tokens)
             _collect(
                 hits,
-                session.execute(_NAME_SQL, {"query": exact, "limit": limit}),
+                cursor.execute(_NAME_SQL, {"query": exact, "limit": limit}),
                 "name",
                 limit,
             )
@@ -803,13 +822,13 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
             prefix = " AND ".join(_quote(t) + "*" for t in tokens)
             _collect(
                 hits,
-                session.execute(_NAME_SQL, {"query": prefix, "limit": limit}),
+                cursor.execute(_NAME_SQL, {"query": prefix, "limit": limit}),
                 "prefix",
                 limit,
             )
         if tokens and len(hits) < limit and any(_allowed_typos(t) for t in tokens):
             vocabulary = name_vocabulary(desk)
-            vocabulary.refresh(session)
+            vocabulary.refresh(cursor)
             parts: list[str] = []
             for token in tokens:
                 options = [_quote(token) + "*"]
@@ -817,7 +836,7 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
                 parts.append("(" + " OR ".join(options) + ")")
             _collect(
                 hits,
-                session.execute(_NAME_SQL, {"query": " AND ".join(parts), "limit": limit}),
+                cursor.execute(_NAME_SQL, {"query": " AND ".join(parts), "limit": limit}),
                 "fuzzy",
                 limit,
             )

@@ -563,7 +563,7 @@ def test_search_uses_the_index_and_stops_early(staff: Staff) -> None:
     """The plan reads the FTS index with the limit, not a scan of the patient table."""
     with staff.desk.reading() as session:
         plan = session.execute(
-            text("EXPLAIN QUERY PLAN " + str(patients._NAME_SQL)),
+            text("EXPLAIN QUERY PLAN " + patients._NAME_SQL),
             {"query": '"mo"*', "limit": 20},
         ).all()
     details = " | ".join(str(row[-1]) for row in plan)
