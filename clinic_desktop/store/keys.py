@@ -30,10 +30,11 @@ from clinic_desktop.store.engine import StoreError
 
 SERVICE = "clinic-desk"
 FILE_BACKEND_HINT = (
-    "Install and unlock a keyring service (GNOME Keyring / KWallet on Linux, Windows "
-    "Credential Manager, macOS Keychain), or, if the administrator accepts a file-based key "
-    "store, set PYTHON_KEYRING_BACKEND=keyrings.alt.file.EncryptedKeyring (or "
-    "keyrings.alt.file.PlaintextKeyring on a locked-down machine)."
+    "Install and unlock a keyring service (GNOME Keyring or KWallet on Linux, Windows "
+    "Credential Manager, macOS Keychain). On a machine without one, an administrator may "
+    "choose to keep the key in a file in this user's profile: install keyrings.alt and set "
+    "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring (EncryptedKeyring also works, "
+    "but asks for its password in a terminal at every start)."
 )
 
 
