@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -600,3 +601,18 @@ def test_typo_tolerance_has_limits(staff: Staff) -> None:
     target = register(staff, "Bartholomew Quinn")
     assert target.id not in ids(patients.search(staff.desk, "Bertalamiu"))  # 4 edits
     assert target.id not in ids(patients.search(staff.desk, "Quin Smith"))  # every word counts
+
+
+def test_search_does_not_wait_for_a_writer(staff: Staff) -> None:
+    """A long write (say, the sync client applying a batch) must not freeze the search box."""
+    known = register(staff, "Steady Searcher")
+    started = time.perf_counter()
+    with staff.desk.transaction(staff.admin) as session:
+        session.add(
+            Patient(clinic_id=staff.desk.clinic_id, patient_number="P-Z-1", full_name="Steady New")
+        )
+        session.flush()  # the write lock is held from here until the end of the block
+        hits = ids(patients.search(staff.desk, "steady"))
+    assert time.perf_counter() - started < 5  # the busy timeout is 30 s
+    assert hits == [known.id]  # the uncommitted row is not visible yet
+    assert len(patients.search(staff.desk, "steady")) == 2
