@@ -47,6 +47,7 @@ SESSION_EVENTS = (
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
 )
+REFUND_EVENTS = ("refund.created", "refund.updated")
 
 
 class PaymentProblem(Exception):
@@ -175,6 +176,56 @@ class StripePayments:
         """
         if self.notifier is not None:
             self.notifier.notify_local(clinic_id)
+
+    def _record_refund(
+        self,
+        session: Session,
+        original: Payment,
+        refund_id: str,
+        amount: int,
+        *,
+        reason: str,
+        user_id: str,
+        desk_code: str,
+    ) -> Payment | None:
+        """Write a Stripe refund as a negative payment, exactly once per refund id.
+
+        The desk's refund request, the automatic refund and Stripe's ``refund.*`` webhooks
+        may all report the same refund; a claim row keyed by the refund id (inserted in a
+        savepoint of this transaction) lets only the first one write.
+        """
+        try:
+            with session.begin_nested():
+                session.add(
+                    StripeEvent(
+                        event_id=f"refund:{refund_id}"[:255],
+                        clinic_id=original.clinic_id,
+                        type="refund.recorded",
+                        object_id=original.id,
+                        received_at=self.now(),
+                        outcome="recorded",
+                    )
+                )
+        except IntegrityError:
+            return None
+        bill = session.get(Bill, original.bill_id, with_for_update=True)
+        assert bill is not None
+        negative = Payment(
+            id=new_id(),
+            clinic_id=original.clinic_id,
+            bill_id=original.bill_id,
+            method="stripe",
+            amount_minor=-amount,
+            currency=original.currency,
+            received_at=self.now(),
+            received_by=user_id,
+            desk_code=desk_code,
+            reference=refund_id[:120],
+            refund_of=original.id,
+            reason=reason,
+        )
+        self._add_payment(session, negative, bill)
+        return negative
 
     def _checkout_for(self, session: Session, clinic_id: str, session_id: str) -> StripeCheckout:
         checkout = session.scalar(
@@ -386,6 +437,8 @@ class StripePayments:
         with self.db.read() as session:
             if session.get(StripeEvent, event_id) is not None:
                 return {"status": "duplicate"}
+        if event_type in REFUND_EVENTS:
+            return self._refund_event(event_id, event_type, str(event.data.object["id"]))
         if event_type not in SESSION_EVENTS:
             self._remember_event(event_id, event_type, "", "ignored")
             return {"status": "ignored"}
@@ -410,6 +463,63 @@ class StripePayments:
         failed = event_type == "checkout.session.async_payment_failed"
         result = self._apply(clinic_id, current, (event_id, event_type), failed=failed)
         return {"status": result["status"]}
+
+    def _refund_event(self, event_id: str, event_type: str, refund_id: str) -> dict[str, Any]:
+        """A refund made outside the clinic (Stripe's dashboard) is recorded when it succeeds.
+
+        Refunds the clinic itself makes carry ``metadata.clinic_source`` and are recorded by
+        the code that made them, with the cashier's reason.
+        """
+        try:
+            current = self._stripe().v1.refunds.retrieve(refund_id)
+        except stripe.StripeError:
+            raise PaymentProblem(503, "Stripe cannot be reached; deliver again later.") from None
+        data: dict[str, Any] = current.to_dict()
+        if (data.get("metadata") or {}).get("clinic_source"):
+            self._remember_event(event_id, event_type, refund_id, "made by the clinic")
+            return {"status": "ignored"}
+        if data.get("status") != "succeeded":
+            return {"status": "pending"}  # refund.updated follows when it settles
+        intent = str(data.get("payment_intent") or "")
+        clinic_id = ""
+        try:
+            with self.db.write() as session:
+                claim = StripeEvent(
+                    event_id=event_id,
+                    type=event_type,
+                    object_id=refund_id,
+                    received_at=self.now(),
+                    outcome="refund",
+                )
+                session.add(claim)
+                session.flush()
+                original = session.scalar(
+                    select(Payment).where(
+                        Payment.method == "stripe",
+                        Payment.reference == intent[:120],
+                        Payment.amount_minor > 0,
+                        Payment.refund_of.is_(None),
+                    )
+                )
+                if original is None:
+                    claim.outcome = "unknown payment"
+                    return {"status": "ignored"}
+                claim.clinic_id = clinic_id = original.clinic_id
+                if str(data.get("currency") or "").upper() != original.currency:
+                    raise PaymentProblem(400, "The refund's currency does not match the payment.")
+                self._record_refund(
+                    session,
+                    original,
+                    refund_id,
+                    int(data.get("amount") or 0),
+                    reason="Refunded in Stripe's dashboard.",
+                    user_id=original.received_by,
+                    desk_code="",
+                )
+        except IntegrityError:
+            return {"status": "duplicate"}
+        self._wake_pulls(clinic_id)
+        return {"status": "refunded"}
 
     def _remember_event(self, event_id: str, event_type: str, object_id: str, outcome: str) -> None:
         try:
@@ -579,7 +689,11 @@ class StripePayments:
                     "payment_intent": intent,
                     "amount": amount,
                     "reason": "duplicate",
-                    "metadata": {"checkout_id": checkout_id, "payment_id": payment_id},
+                    "metadata": {
+                        "checkout_id": checkout_id,
+                        "payment_id": payment_id,
+                        "clinic_source": "auto",
+                    },
                 },
                 {"idempotency_key": f"clinic-auto-refund-{checkout_id}"},
             )
@@ -602,28 +716,22 @@ class StripePayments:
         with self.db.write() as session:
             row = session.get(StripeCheckout, checkout_id, with_for_update=True)
             assert row is not None
-            if row.refund_payment_id is not None:
-                return
-            bill = session.get(Bill, row.bill_id, with_for_update=True)
-            assert bill is not None
-            negative = Payment(
-                id=new_id(),
-                clinic_id=row.clinic_id,
-                bill_id=row.bill_id,
-                method="stripe",
-                amount_minor=-int(refund.amount),
-                currency=row.currency,
-                received_at=self.now(),
-                received_by=row.created_by,
-                desk_code=row.desk_code,
-                reference=str(refund.id)[:120],
-                refund_of=payment_id,
+            original = session.get(Payment, payment_id)
+            assert original is not None
+            negative = self._record_refund(
+                session,
+                original,
+                str(refund.id),
+                int(refund.amount),
                 reason="Automatic refund: the bill had already been paid another way.",
+                user_id=row.created_by,
+                desk_code=row.desk_code,
             )
-            row.refund_payment_id = negative.id
+            if negative is not None:
+                row.refund_payment_id = negative.id
             row.note = "The bill was already settled another way; the online payment was refunded."
-            self._add_payment(session, negative, bill)
-        self._wake_pulls(row.clinic_id)
+            clinic_id = row.clinic_id
+        self._wake_pulls(clinic_id)
 
     def _answer(self, checkout_id: str, *, duplicate: bool = False) -> dict[str, Any]:
         """What the desk is told: status, the bill's status now, and a readable message."""
@@ -700,7 +808,11 @@ class StripePayments:
                     "payment_intent": intent,
                     "amount": amount,
                     "reason": "requested_by_customer",
-                    "metadata": {"payment_id": payment_id, "bill_id": bill_id},
+                    "metadata": {
+                        "payment_id": payment_id,
+                        "bill_id": bill_id,
+                        "clinic_source": "desk",
+                    },
                 },
                 {"idempotency_key": f"clinic-refund-{payment_id}-{request_id}"},
             )
@@ -718,30 +830,24 @@ class StripePayments:
                 "message": "Stripe accepted the refund but has not completed it yet.",
             }
         with self.db.write() as session:
-            existing = session.scalar(
-                select(Payment).where(
-                    Payment.reference == str(refund.id), Payment.clinic_id == caller.clinic_id
-                )
+            original = session.get(Payment, payment_id)
+            assert original is not None
+            recorded = self._record_refund(
+                session,
+                original,
+                str(refund.id),
+                amount,
+                reason=reason,
+                user_id=caller.user_id,
+                desk_code=caller.desk_code,
             )
-            if existing is None:
-                bill = session.get(Bill, bill_id, with_for_update=True)
-                assert bill is not None
-                existing = Payment(
-                    id=new_id(),
-                    clinic_id=caller.clinic_id,
-                    bill_id=bill_id,
-                    method="stripe",
-                    amount_minor=-amount,
-                    currency=currency,
-                    received_at=self.now(),
-                    received_by=caller.user_id,
-                    desk_code=caller.desk_code,
-                    reference=str(refund.id)[:120],
-                    refund_of=payment_id,
-                    reason=reason,
+            if recorded is None:  # Stripe's webhook about this refund got here first
+                recorded = session.scalar(
+                    select(Payment).where(
+                        Payment.reference == str(refund.id)[:120], Payment.refund_of == payment_id
+                    )
                 )
-                self._add_payment(session, existing, bill)
-            refund_payment_id = existing.id
+            refund_payment_id = recorded.id if recorded is not None else None
         self._wake_pulls(caller.clinic_id)
         return {
             "status": "refunded",

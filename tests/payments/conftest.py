@@ -149,8 +149,25 @@ class World:
             timeout=30,
         )
 
-    def login(self) -> None:
-        """A signed-in session for the cashier, as ``/auth/login`` makes one."""
+    def add_user(self, username: str, roles: list[str]) -> str:
+        """Another member of staff (synced row, through the change log); returns the id."""
+        user = User(
+            id=new_id(),
+            clinic_id=self.clinic_id,
+            username=username,
+            full_name=username.title(),
+            roles=roles,
+            password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode(),
+        )
+        with self.state.db.write() as session:
+            changes = ChangeSet(self.clinic_id)
+            server_write(session, changes, user, {}, self.state.clock, None)
+            changes.finish(session)
+        return user.id
+
+    def login(self, user_id: str | None = None) -> None:
+        """A signed-in session (the cashier's by default), as ``/auth/login`` makes one."""
+        user_id = user_id or self.user_id
         now = datetime.now(UTC)
         session_id = new_id()
         _refresh, refresh_hash = make_refresh_token(session_id)
@@ -159,7 +176,7 @@ class World:
                 AuthSession(
                     id=session_id,
                     clinic_id=self.clinic_id,
-                    user_id=self.user_id,
+                    user_id=user_id,
                     device_id=self.device_id,
                     token_hash=refresh_hash,
                     created_at=now,
@@ -169,7 +186,7 @@ class World:
             )
         self.token = issue_access_token(
             self.state.settings.token_secret.get_secret_value(),
-            AccessClaims(user_id=self.user_id, clinic_id=self.clinic_id, session_id=session_id),
+            AccessClaims(user_id=user_id, clinic_id=self.clinic_id, session_id=session_id),
             timedelta(minutes=15),
         )
 
@@ -347,6 +364,16 @@ def build_world(tmp_path: Path, database_url: str | None) -> World:
 def world(tmp_path: Path) -> Iterator[World]:
     """Server on a SQLite file (the single-machine deployment)."""
     built = build_world(tmp_path, None)
+    yield built
+    built.server.stop()
+    built.standin.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The same server on SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    built = build_world(tmp_path, url)
     yield built
     built.server.stop()
     built.standin.stop()

@@ -82,7 +82,8 @@ def test_a_retried_request_reuses_the_session_and_a_new_attempt_closes_the_old_o
     assert world.standin.sessions[second["session_id"]]["status"] == "open"
 
 
-def test_webhook_first_then_confirm_records_one_payment(world: World):
+def test_webhook_first_then_confirm_records_one_payment(any_world: World):
+    world = any_world
     bill_id = world.add_bill(total_minor=15000)
     started = open_checkout(world, bill_id)
     world.standin.pay(started["session_id"])
@@ -209,7 +210,8 @@ def test_a_session_whose_amount_at_stripe_differs_is_never_recorded(world: World
     assert world.payments_of(bill_id) == []
 
 
-def test_paid_in_cash_meanwhile_the_online_payment_is_refunded_not_kept(world: World):
+def test_paid_in_cash_meanwhile_the_online_payment_is_refunded_not_kept(any_world: World):
+    world = any_world
     bill_id = world.add_bill(total_minor=15000)
     started = open_checkout(world, bill_id)
     world.pay_cash(bill_id, 15000)  # the patient paid at the desk while the page was open
@@ -310,10 +312,57 @@ def test_bills_that_are_not_payable_are_refused_with_a_reason(world: World):
 
 def test_the_endpoints_need_a_signed_in_cashier(world: World):
     bill_id = world.add_bill()
+    world.login(world.add_user("rita", ["receptionist"]))
+    refused = world.post("/checkout-sessions", {"bill_id": bill_id})
+    assert refused.status_code == 403
+    assert "billing" in refused.json()["detail"]
     world.token = "not-a-token"
 
     assert world.post("/checkout-sessions", {"bill_id": bill_id}).status_code == 401
     assert world.post("/confirm", {"session_id": "cs_test_x"}).status_code == 401
+    assert world.post("/refunds", {"payment_id": "p", "reason": "x"}).status_code == 401
+    assert world.standin.requests == []
+
+
+def test_a_refund_made_in_stripes_dashboard_is_recorded_once(world: World):
+    bill_id = world.add_bill(total_minor=15000)
+    started = open_checkout(world, bill_id)
+    world.standin.pay(started["session_id"])
+    paid = world.post("/confirm", {"session_id": started["session_id"]}).json()
+    intent = world.standin.sessions[started["session_id"]]["payment_intent"]
+
+    refund = world.standin.create_refund({"payment_intent": intent, "amount": "4000"})
+    [event] = [e for e in world.standin.events_of("refund.created")]
+    assert world.standin.deliver(event["id"]) == 200
+    assert world.standin.deliver(event["id"]) == 200
+
+    [negative] = [p for p in world.payments_of(bill_id) if p.amount_minor < 0]
+    assert negative.amount_minor == -4000
+    assert negative.reference == refund["id"]
+    assert negative.refund_of == paid["payment_id"]
+    assert world.bill(bill_id).status == "partially_paid"
+
+
+def test_stripes_notice_of_a_refund_the_desk_made_changes_nothing(world: World):
+    bill_id = world.add_bill(total_minor=15000)
+    started = open_checkout(world, bill_id)
+    world.standin.pay(started["session_id"])
+    paid = world.post("/confirm", {"session_id": started["session_id"]}).json()
+    refunded = world.post(
+        "/refunds", {"payment_id": paid["payment_id"], "reason": "Service not given"}
+    ).json()
+
+    [event] = world.standin.events_of("refund.created")
+    assert world.standin.deliver(event["id"]) == 200
+
+    [negative] = [p for p in world.payments_of(bill_id) if p.amount_minor < 0]
+    assert negative.id == refunded["refund_payment_id"]
+    assert negative.amount_minor == -15000
+    assert negative.reason == "Service not given"
+    assert world.bill(bill_id).status == "refunded"
+    # The cashier's reason stays in the clinic: Stripe only got ids.
+    [request] = [r for r in world.standin.requests if r.path == "/v1/refunds"]
+    assert "Service not given" not in request.raw_body
 
 
 def test_on_postgresql_webhook_and_confirm_race_records_one_payment(pg_world: World):

@@ -580,6 +580,13 @@ def _make_handler(standin: StripeStandin) -> type[BaseHTTPRequestHandler]:
                 return standin.public(intent)
             if method == "POST" and path == "/v1/refunds":
                 return standin.create_refund(params)
+            match = re.fullmatch(r"/v1/refunds/([\w]+)", path)
+            if match and method == "GET":
+                with standin._lock:
+                    refund = standin.refunds.get(match.group(1))
+                if refund is None:
+                    raise StripeError(404, "No such refund", code="resource_missing")
+                return refund
             raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
 
         # --- hosted checkout page
