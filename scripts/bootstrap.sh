@@ -148,7 +148,9 @@ ensure_venv() {
 ensure_project() {
     local stamp="$VENV/.clinic-desk-installed"
     local want
-    want="$(sha256sum <"$ROOT/pyproject.toml" | cut -d' ' -f1) extras=$EXTRAS"
+    # pyproject.toml reads the version from clinic_desktop/__init__.py: a bump must reinstall.
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/clinic_desktop/__init__.py" | sha256sum \
+        | cut -d' ' -f1) extras=$EXTRAS"
     if [[ -f "$stamp" ]]; then
         local have
         have="$(cat "$stamp")"

@@ -1,6 +1,6 @@
 ; Inno Setup 6 script for Clinic Desk on Windows (x64).
 ; Build on Windows after the PyInstaller bundle (installer\windows\build.ps1 does both):
-;   iscc /DAppVersion=<version from the package metadata> installer\windows\clinic-desk.iss
+;   iscc /DAppVersion=<clinic_desktop.__version__> installer\windows\clinic-desk.iss
 ; Input: dist\clinic-desktop\ (one-folder bundle). Output: dist\clinic-desk-<ver>-setup.exe.
 ;
 ; Data: the application keeps each user's store in %LOCALAPPDATA%\clinic-desk and its key in
@@ -9,7 +9,7 @@
 ; otherwise at the prompt.
 
 #ifndef AppVersion
-  #error Pass the version: iscc /DAppVersion=x.y.z (build.ps1 reads it from the package metadata)
+  #error Pass the version: iscc /DAppVersion=x.y.z (build.ps1 reads clinic_desktop.__version__)
 #endif
 
 #define AppName "Clinic Desk"

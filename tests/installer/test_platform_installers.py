@@ -29,7 +29,9 @@ ICONS = ROOT / "installer" / "icons"
 
 
 def _iss_defines(text: str) -> dict[str, str]:
-    return dict(re.findall(r'^#define\s+(\w+)\s+"([^"]*)"', text, flags=re.MULTILINE))
+    defines = dict(re.findall(r'^#define\s+(\w+)\s+"([^"]*)"', text, flags=re.MULTILINE))
+    defines.setdefault("AppVersion", "0.0.0")  # given on the iscc command line
+    return defines
 
 
 def _expand(value: str, defines: dict[str, str]) -> str:
