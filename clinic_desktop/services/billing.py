@@ -713,6 +713,7 @@ def issue_bill(desk: Desk, actor: Actor, bill_id: str) -> BillView:
             raise ValidationError({"": "Add at least one line before issuing the bill."})
         _recompute(session, desk, bill, lines)
         bill.invoice_number = next_invoice_number(session, desk.desk_code)
+        bill.desk_code = desk.desk_code  # the desk whose series the number belongs to
         bill.status = "paid" if bill.total_minor == 0 else "issued"
         bill.issued_at = desk.now.utcnow()
         record_event(

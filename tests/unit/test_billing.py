@@ -749,3 +749,32 @@ def test_a_receipt_shows_the_rate_the_bill_was_taxed_at_after_the_rate_changes(
     assert (doc.tax_rate_bp, doc.tax_minor, doc.title) == (500, 2500, "Invoice")
     note = cancel_with_credit_note(world.desk, world.cashier, bill_id, "Rate check")
     assert billing.receipt_document(world.desk, note.id).tax_rate_bp == 500
+
+
+def test_a_bill_takes_the_number_series_of_the_desk_that_issues_it(world: World) -> None:
+    import secrets
+
+    from clinic_desktop.models.hlc import HybridLogicalClock
+
+    other = Desk(
+        engine=world.desk.engine,
+        clinic_id=world.desk.clinic_id,
+        desk_code="C",
+        device_id="device-c",
+        audit_key=secrets.token_bytes(32),
+        clock=HybridLogicalClock("device-c"),
+    )
+    other.now = world.clock
+    draft = create_bill_for_visit(world.desk, world.cashier, world.add_visit(status="completed"))
+    issued = issue_bill(other, world.cashier, draft.id)
+    assert issued.invoice_number == "INV-C-000001"
+    assert world.row(Bill, draft.id).desk_code == "C"
+
+
+def test_a_zero_total_bill_is_paid_when_issued(world: World) -> None:
+    bill = create_bill_for_visit(world.desk, world.cashier, world.add_visit(status="completed"))
+    billing.set_discount(world.desk, world.cashier, bill.id, percent_bp=10_000)
+    issued = issue_bill(world.desk, world.cashier, bill.id)
+    assert (issued.total_minor, issued.status, issued.balance_minor) == (0, "paid", 0)
+    with pytest.raises(InvalidState, match="already paid"):
+        record_cash_payment(world.desk, world.cashier, bill.id, 100)
