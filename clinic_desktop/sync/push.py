@@ -94,7 +94,39 @@ def push_batch(
     report.sent = len(entries)
     with sync_session(desk) as session:
         record_results(session, desk, entries, results, report)
+    refused = [
+        (e.entity, e.row_id)
+        for e, r in zip(entries, results, strict=True)
+        if r.get("status") == protocol.REJECTED and e.op == "update" and not r.get("row")
+    ]
+    if refused:
+        report.changed.update(restore_server_copies(desk, transport, refused))
     return report
+
+
+def restore_server_copies(
+    desk: Desk, transport: Transport, rows: list[tuple[str, str]]
+) -> ChangedRows:
+    """Undo refused local edits: fetch each row's server copy and apply it.
+
+    A refusal carries no row, so the copy is read through the snapshot endpoint, asking for
+    the first row after the id's own prefix (that is the row itself). Best effort: if the
+    server cannot be reached now, the row stays as edited until its next change arrives,
+    and the sync problem stays listed.
+    """
+    changed = ChangedRows()
+    for entity, row_id in dict.fromkeys(rows):
+        try:
+            page = transport.snapshot_page(entity, row_id[:-1], 1)
+        except Exception:
+            log.info("could not fetch the server copy of a refused %s change", entity)
+            continue
+        found = [row for row in page.get("rows", []) if str(row.get("id")) == row_id]
+        if not found:
+            continue
+        with sync_session(desk) as session:
+            changed.add(entity, apply_rows(session, entity, found, desk.clock, at_least=True))
+    return changed
 
 
 def record_results(
@@ -158,13 +190,13 @@ def record_results(
                 # Undo the refused local edit: the server's copy is the truth again.
                 rows_to_apply.append((entry.entity, dict(row), True))
     session.flush()
+    # Rows first: they carry the new version (and what the server stamped: origin, user).
+    for entity, row, at_least in rows_to_apply:
+        ids = apply_rows(session, entity, [row], desk.clock, at_least=at_least)
+        report.changed.add(entity, ids)
     for entry, version in versions:
         _bump_version(session, entry, version)
         report.changed.add(entry.entity, [entry.row_id])
-    for entity, row, at_least in rows_to_apply:
-        report.changed.add(
-            entity, apply_rows(session, entity, [row], desk.clock, at_least=at_least)
-        )
     _prune(session)
 
 

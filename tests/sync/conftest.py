@@ -26,9 +26,8 @@ from clinic_desktop.services import passwords, users
 from clinic_desktop.services.context import Actor, Desk
 from clinic_desktop.store.open import OpenedStore, desk_for, open_store
 from clinic_desktop.sync import protocol
+from clinic_desktop.sync.client import CycleReport, sync_once
 from clinic_desktop.sync.enrolment import enrol, load_credential, server_sign_in
-from clinic_desktop.sync.pull import needs_snapshot, pull_all, run_snapshot
-from clinic_desktop.sync.push import PushReport, push_pending
 from clinic_desktop.sync.transport import Transport
 from clinic_desktop.sync.worker import SyncWorker
 
@@ -174,13 +173,9 @@ class DeskHandle:
         self.actors[username] = actor
         return actor
 
-    def sync(self) -> PushReport:
-        """One full synchronous cycle: push everything, snapshot if needed, pull everything."""
-        report = push_pending(self.desk, self.transport)
-        if needs_snapshot(self.desk):
-            run_snapshot(self.desk, self.transport)
-        pull_all(self.desk, self.transport)
-        return report
+    def sync(self) -> CycleReport:
+        """One full synchronous cycle: push, snapshot if needed (or after 410), pull, push."""
+        return sync_once(self.desk, self.transport)
 
     def start_worker(self, long_poll: float = 2.0) -> SyncWorker:
         self.worker = SyncWorker(
@@ -389,15 +384,16 @@ def pg_clinic(tmp_path: Path) -> Iterator[SharedClinic]:
         drop_pg_database(name)
 
 
-def snapshot_rows(handle: DeskHandle, entity: str) -> dict[str, dict[str, Any]]:
+def snapshot_rows(handle: DeskHandle | Desk, entity: str) -> dict[str, dict[str, Any]]:
     """Every row of an entity in a desk's store, as the JSON the protocol would carry."""
+    desk = handle if isinstance(handle, Desk) else handle.desk
     from sqlalchemy import select
 
     from clinic_desktop.models import SYNCED_ENTITIES
     from clinic_desktop.models.serialize import row_fields
 
     cls = SYNCED_ENTITIES[entity]
-    with handle.desk.reading() as session:
+    with desk.reading() as session:
         return {row.id: row_fields(row) for row in session.scalars(select(cls)).all()}
 
 

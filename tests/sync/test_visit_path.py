@@ -52,9 +52,8 @@ def _visit_path(
     cashier.sync()
     bill = billing.create_bill_for_visit(cashier.desk, bill_user, visit.id)
     issued = billing.issue_bill(cashier.desk, bill_user, bill.id)
-    assert issued.invoice_number and issued.invoice_number.startswith(
-        f"INV-{cashier.desk.desk_code}-"
-    )
+    assert issued.invoice_number
+    assert issued.invoice_number.startswith(f"INV-{cashier.desk.desk_code}-")
     paid = billing.record_cash_payment(cashier.desk, bill_user, bill.id, tendered_minor=5000)
     assert paid.bill.status == "paid"
     assert cashier.sync().rejected == 0
@@ -64,9 +63,11 @@ def _visit_path(
         with handle.desk.reading() as session:
             seen_visit = session.get(Visit, visit.id)
             seen_bill = session.get(Bill, bill.id)
-            assert seen_visit is not None and seen_visit.status == "completed"
+            assert seen_visit is not None
+            assert seen_visit.status == "completed"
             assert seen_visit.diagnosis_codes == ["J06.9"]
-            assert seen_bill is not None and seen_bill.status == "paid"
+            assert seen_bill is not None
+            assert seen_bill.status == "paid"
             assert session.get(Payment, paid.payment.id) is not None
     for entity in ENTITIES:
         reference = snapshot_rows(reception, entity)
@@ -95,8 +96,10 @@ def test_a_save_on_one_desk_shows_on_another_within_a_second(
     desks.extend([reception, doctor])
     reception.start_worker(long_poll=10)
     doctor.start_worker(long_poll=10)
-    assert reception.worker and reception.worker.wait_idle(10)
-    assert doctor.worker and doctor.worker.wait_idle(10)
+    assert reception.worker
+    assert reception.worker.wait_idle(10)
+    assert doctor.worker
+    assert doctor.worker.wait_idle(10)
     rita = reception.actors[shared.staff.receptionist]
     seen: list[dict[str, list[str]]] = []
     doctor.worker.events.on_rows_changed(seen.append)
