@@ -31,7 +31,7 @@ from clinic_desktop.models import (
     Visit,
 )
 from clinic_desktop.models.serialize import row_fields
-from clinic_desktop.services import billing, consultation, patients, queue, users
+from clinic_desktop.services import billing, catalogues, consultation, patients, queue, users
 from clinic_desktop.services.audit import verify_chain
 from clinic_desktop.services.billing import derive_status
 from clinic_desktop.services.context import Desk
@@ -188,6 +188,45 @@ def test_two_thousand_patients_with_names_from_many_scripts(loaded: Loaded) -> N
     assert scripts["LATIN"] < 0.85 * len(names)
     for _, phone in rows:
         assert patients.normalize_phone(phone) == phone  # stored the way the service stores
+
+
+def test_demo_records_pass_the_services_own_validation(loaded: Loaded) -> None:
+    """Bulk-written rows must be ones the forms would accept, or editing them would fail."""
+    today = datetime.now(UTC).date()
+    icd = catalogues.icd10()
+    checked = 0
+    with loaded.desk.reading() as session:
+        for p in session.scalars(select(Patient)):
+            draft = patients.PatientDraft(
+                full_name=p.full_name,
+                sex=p.sex,
+                date_of_birth=p.date_of_birth,
+                phone=p.phone,
+                address=p.address,
+                emergency_contact_name=p.emergency_contact_name,
+                emergency_contact_phone=p.emergency_contact_phone,
+                allergies=p.allergies,
+                blood_group=p.blood_group,
+                notes=p.notes,
+            )
+            patients.validate(draft, today)  # raises ValidationError if not
+            checked += 1
+        bounds = {
+            "bp_systolic": (50, 260),
+            "bp_diastolic": (30, 160),
+            "pulse": (20, 250),
+            "height_cm": (20, 250),
+            "spo2": (50, 100),
+            "temperature_dc": (300, 450),
+            "weight_hg": (3, 4000),
+        }
+        for visit in session.scalars(select(Visit).where(Visit.status == "completed")):
+            for column, (low, high) in bounds.items():
+                value = getattr(visit, column)
+                assert value is None or low <= value <= high, (column, value)
+            assert 1 <= len(visit.diagnosis_codes) <= 12
+            assert all(icd.get(code) is not None for code in visit.diagnosis_codes)
+    assert checked == 2000
 
 
 def test_histories_have_diagnoses_prescriptions_bills_and_payments(loaded: Loaded) -> None:
