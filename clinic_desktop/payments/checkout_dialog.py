@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWebEngineCore import (
     QWebEngineNewWindowRequest,
@@ -379,6 +380,29 @@ def show_outcome(parent: QWidget | None, outcome: FlowOutcome) -> QMessageBox:
     return box
 
 
+def wait_in_background(work: Callable[[], Any]) -> Any:
+    """Run ``work`` on a thread while a local event loop keeps the window painting; return
+    its result or raise its exception (for short calls a dialog must wait for)."""
+    bridge = _Bridge()
+    loop = QEventLoop()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed back to the caller below
+            box["error"] = exc
+        finally:
+            bridge.done.emit(None, None)
+
+    bridge.done.connect(lambda *_: loop.quit(), Qt.ConnectionType.QueuedConnection)
+    threading.Thread(target=run, name="online-pay-wait", daemon=True).start()
+    loop.exec()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 class BillingWindowLike(Protocol):
     """What the wiring needs from the billing window (``views.billing.BillingWindow``)."""
 
@@ -429,6 +453,19 @@ def install_online_payments(
 
     flow.finished.connect(finished)
     window.set_online_payment_handler(handler)
+
+    def refund_handler(_window: object, payment_id: str, amount_minor: int, reason: str) -> str:
+        result = wait_in_background(lambda: client.refund(payment_id, amount_minor, reason))
+        if request_pull is not None:
+            request_pull()
+        if result.status == "refunded":
+            amount = format_amount(result.amount_minor, result.currency.upper())
+            return f"Refunded {amount} to the patient's card through Stripe."
+        return result.message or "Stripe accepted the refund; it is recorded when it completes."
+
+    set_refund = getattr(window, "set_online_refund_handler", None)
+    if set_refund is not None:
+        set_refund(refund_handler)
     if on_rows_changed is not None:
         bridge = _RowsBridge(flow)
 

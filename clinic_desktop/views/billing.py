@@ -134,6 +134,8 @@ class BillingWindow(RolePage):
         self.last_change_minor: int | None = None
         self._online_handler: Callable[[BillingWindow, str], object] | None = None
         self._online_unavailable = ""  # why online payment is off right now (e.g. offline)
+        # Refunds of Stripe payments go through the server (and Stripe), not the local service.
+        self._online_refund_handler: Callable[[BillingWindow, str, int, str], str] | None = None
 
         # --- waiting list
         self.awaiting_model: RowsModel[AwaitingVisit] = RowsModel(
@@ -391,6 +393,13 @@ class BillingWindow(RolePage):
             )
         self._update_buttons()
 
+    def set_online_refund_handler(
+        self, handler: Callable[[BillingWindow, str, int, str], str]
+    ) -> None:
+        """``handler(window, payment_id, amount_minor, reason)`` refunds a Stripe payment
+        through the server and returns the message to show; it raises ``ClinicError``."""
+        self._online_refund_handler = handler
+
     def _pay_online(self) -> None:
         if self._online_handler is not None and self.bill is not None:
             self._online_handler(self, self.bill.id)
@@ -642,6 +651,14 @@ class BillingWindow(RolePage):
         while dialog.exec() == QDialog.DialogCode.Accepted:
             try:
                 amount = self._amount(dialog.amount.text(), "amount", "The refund")
+                if payment.method == "stripe" and self._online_refund_handler is not None:
+                    done = self._online_refund_handler(
+                        self, payment.id, amount, dialog.reason.text()
+                    )
+                    self.reload_bill()
+                    self.message.setText(done)
+                    self.ctx.events.bills_changed.emit()
+                    return
                 result = gateway.refund(
                     self.ctx.desk, self.ctx.actor, payment.id, amount, dialog.reason.text()
                 )

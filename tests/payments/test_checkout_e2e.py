@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from PySide6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 from sqlalchemy import select
 
@@ -86,6 +88,16 @@ def _left():
     return Qt.MouseButton.LeftButton
 
 
+def fill_refund_dialog(window, amount: str, reason: str) -> None:
+    """What the cashier types into the refund dialog (it is modal, so this runs from a timer)."""
+    from PySide6.QtWidgets import QDialog
+
+    dialog = window.findChild(QDialog, "refundDialog")
+    dialog.amount.setText(amount)
+    dialog.reason.setText(reason)
+    dialog.accept()
+
+
 def stripe_payments(handle: DeskHandle, bill_id: str) -> list[Payment]:
     """The bill's payment rows in this desk's own store (detached, fully loaded)."""
     with handle.desk.reading() as session:
@@ -147,9 +159,23 @@ def test_pay_online_in_the_billing_window_turns_the_bill_paid_on_every_desk(
     # The webhook arrived as well and changed nothing: still exactly one payment.
     qtbot.waitUntil(lambda: len(stripe_clinic.standin.deliveries) >= 1, timeout=10000)
     assert stripe_clinic.standin.deliveries[0].status == 200
-    worker.stop()
-    billing_desk.sync()
     assert len(stripe_payments(billing_desk, bill_id)) == 1
+
+    # A partial refund from the same window goes through the server to Stripe.
+    window.payments.selectRow(0)
+    QTimer.singleShot(0, lambda: fill_refund_dialog(window, "10.00", "Charged twice for ECG"))
+    window.refund_selected()
+
+    assert window.message.text() == "Refunded USD 10.00 to the patient's card through Stripe."
+    [stripe_refund] = stripe_clinic.standin.refunds.values()
+    assert stripe_refund["amount"] == 1000
+    assert "ECG" not in json.dumps(stripe_refund)
+    qtbot.waitUntil(lambda: len(stripe_payments(billing_desk, bill_id)) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: window.bill.status == "partially_paid", timeout=10000)
+    worker.stop()
+    reception.sync()
+    amounts = sorted(p.amount_minor for p in stripe_payments(reception, bill_id))
+    assert amounts == [-1000, 4500]
 
 
 def test_server_unreachable_when_the_page_returns_leaves_the_bill_payable(
