@@ -293,6 +293,12 @@ def restore_from(store: OpenedStore, file: Path) -> tuple[OpenedStore, Path]:
     mistaken restore can itself be undone.
     """
     verify_backup(file, store.key_hex)
+    in_use = getattr(store.engine.pool, "checkedout", lambda: 0)()
+    if in_use:
+        raise StoreError(
+            "The store is still in use by another part of Clinic Desk (for example a sync in "
+            "progress). Pause sync, wait a moment and restore again; nothing was changed."
+        )
     safety = copy_store(
         store.path, store.key_hex, store.data_dir / BACKUP_DIR / _backup_name("before-restore")
     )

@@ -484,3 +484,17 @@ def test_migrations_build_exactly_the_schema_the_models_declare(store: OpenedSto
         )
         diff = compare_metadata(context, [Base.metadata, LocalBase.metadata])
     assert diff == [], "store migrations are behind the models; regenerate 0001"
+
+
+def test_restore_waits_while_another_part_of_the_app_holds_the_store(
+    store: OpenedStore,
+) -> None:
+    desk = _set_identity(store)
+    _add_patient(desk, "Kept Safe", "P-A-000001")
+    backup = backup_now(store)
+    _add_patient(desk, "Also Kept", "P-A-000002")
+    with store.engine.connect() as busy:  # e.g. the sync worker in the middle of a pull
+        busy.exec_driver_sql("SELECT 1")
+        with pytest.raises(StoreError, match="still in use"):
+            restore_from(store, backup)
+    assert _names(store) == {"Kept Safe", "Also Kept"}
