@@ -119,6 +119,9 @@ def copy_store(path: Path, key_hex: str, dest: Path) -> Path:
     tmp.unlink(missing_ok=True)
     with closing(connect_raw(path, key_hex)) as src, closing(connect_raw(tmp, key_hex)) as dst:
         src.backup(dst)
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            tmp.chmod(0o600)
     tmp.replace(dest)
     return dest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -380,6 +381,9 @@ def test_backup_and_restore_roundtrip(store: OpenedStore) -> None:
     _add_patient(desk, "Before Backup", "P-A-000001")
     backup = backup_now(store)
     assert backup.parent == store.data_dir / BACKUP_DIR
+    if os.name == "posix":
+        assert backup.stat().st_mode & 0o077 == 0  # owner only, like the store itself
+        assert store.path.stat().st_mode & 0o077 == 0
     assert b"Before Backup" not in backup.read_bytes()
     _add_patient(desk, "After Backup", "P-A-000002")
 
