@@ -48,6 +48,7 @@ from clinic_desktop.config import Settings, load_settings, save_settings
 from clinic_desktop.models import (
     Bill,
     BillItem,
+    ClinicSettings,
     DeskCounter,
     Medicine,
     OutboxEntry,
@@ -77,6 +78,8 @@ from clinic_desktop.store.open import OpenedStore, open_store
 
 DEMO_SEED = 20_241_125
 CLINIC_NAME = "Riverside Family Clinic"
+CLINIC_ADDRESS = "12 Riverside Walk, Springfield, IL 62701"
+CLINIC_PHONE = "+12175550142"
 CURRENCY = "USD"
 DESK_CODE = "A"
 PATIENT_COUNT = 2000
@@ -870,6 +873,11 @@ def load_demo(
         desk, admin, user_ids = _make_accounts(store, clinic_id, say)
         summary.clinic_id = clinic_id
         catalogues.seed_medicines(desk, admin)
+        with desk.transaction(admin) as session:  # what prints on prescriptions and receipts
+            clinic = session.scalars(select(ClinicSettings)).one()
+            clinic.address = CLINIC_ADDRESS
+            clinic.phone = CLINIC_PHONE
+            record_event(session, desk, admin, "clinic.update", "clinic_settings", clinic.id)
 
         doctor_specs = [u for u in DEMO_USERS if "doctor" in u.roles]
         doctors = [user_ids[u.username] for u in doctor_specs]

@@ -21,6 +21,7 @@ from clinic_desktop import demo
 from clinic_desktop.models import (
     Bill,
     BillItem,
+    ClinicSettings,
     OutboxEntry,
     Patient,
     Payment,
@@ -151,6 +152,17 @@ def test_the_raw_files_contain_no_demo_patient_data(loaded: Loaded, tmp_path: Pa
 
 
 # --- what is in the clinic --------------------------------------------------------------------
+
+
+def test_clinic_settings_are_filled_for_printed_documents(loaded: Loaded) -> None:
+    with loaded.desk.reading() as session:
+        settings = session.scalars(select(ClinicSettings)).one()
+        assert (settings.name, settings.address, settings.phone, settings.currency) == (
+            demo.CLINIC_NAME,
+            demo.CLINIC_ADDRESS,
+            demo.CLINIC_PHONE,
+            "USD",
+        )
 
 
 def test_one_account_per_role_and_five_doctors_with_fees(loaded: Loaded) -> None:
