@@ -106,8 +106,7 @@ class BodyLimitAndMetrics:
         await send({"type": "http.response.body", "body": body})
 
     def _record(self, scope: Scope, status_code: int, started: float, request_id: str) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = _route_template(scope)
         elapsed = time.perf_counter() - started
         metrics = self.state.metrics
         method = scope.get("method", "")
@@ -123,6 +122,20 @@ class BodyLimitAndMetrics:
                 "duration_ms": round(elapsed * 1000, 1),
             },
         )
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route with its router prefixes, e.g. ``/api/v1/sync/push`` (nested
+    routers report only their own part; the prefixes are static, so take them from the path).
+    """
+    route = scope.get("route")
+    relative = getattr(route, "path", None)
+    if not relative:
+        return "unmatched"
+    path_parts = str(scope.get("path", "")).rstrip("/").split("/")
+    template_parts = relative.rstrip("/").split("/")
+    prefix = "/".join(path_parts[: max(0, len(path_parts) - len(template_parts) + 1)])
+    return f"{prefix}{relative}"
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
