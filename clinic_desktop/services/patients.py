@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import Patient
@@ -340,12 +340,36 @@ def find_duplicates(
     """
     clean = draft if isinstance(draft, CleanPatient) else validate(draft, _today(desk))
     with desk.reading() as session:
-        found = _duplicates(session, clean, exclude_id)
+        found = _duplicates(session, desk, clean, exclude_id)
         session.expunge_all()
         return found
 
 
-def _duplicates(session: Session, clean: CleanPatient, exclude_id: str | None) -> list[Patient]:
+class _SessionCursor:
+    """Lets the name vocabulary read through an ORM session (inside a write transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._session.execute(text(sql), dict(params or {}))
+
+
+_WINDOW_SQL = """
+    SELECT p.id FROM patient_name_fts f
+    JOIN patient_search_key k ON k.k = f.rowid
+    JOIN patient p ON p.id = k.patient_id
+    WHERE f.patient_name_fts MATCH :query AND p.deleted = 0 AND p.merged_into IS NULL
+      AND p.date_of_birth BETWEEN :low AND :high AND (:any_estimate OR p.dob_estimated = 1)
+    LIMIT 200"""
+
+
+def _duplicates(
+    session: Session, desk: Desk, clean: CleanPatient, exclude_id: str | None
+) -> list[Patient]:
+    """Phone and exact birth date go through plain indexes; a birth date estimated from an
+    age (on either side) matches within a year, with candidates found by name through the
+    search index (each word or a typo of it), so the cost stays flat as the clinic grows."""
     live = (Patient.deleted.is_(False), Patient.merged_into.is_(None))
     found: dict[str, Patient] = {}
     if clean.phone:
@@ -353,28 +377,39 @@ def _duplicates(session: Session, clean: CleanPatient, exclude_id: str | None) -
             select(Patient).where(Patient.phone == clean.phone, *live).limit(20)
         ):
             found[patient.id] = patient
-    if clean.date_of_birth is not None:
-        dob = clean.date_of_birth
-        query = select(Patient).where(*live)
-        if clean.dob_estimated:
-            query = query.where(
-                Patient.date_of_birth.between(dob - timedelta(days=366), dob + timedelta(days=366))
-            )
-        else:
-            query = query.where(Patient.date_of_birth == dob)
-        for patient in session.scalars(query.limit(5000)):
+    if clean.date_of_birth is None:
+        found.pop(exclude_id or "", None)
+        return list(found.values())
+    dob = clean.date_of_birth
+    if not clean.dob_estimated:
+        for patient in session.scalars(
+            select(Patient).where(Patient.date_of_birth == dob, *live).limit(500)
+        ):
             if patient.id not in found and names_similar(patient.full_name, clean.full_name):
                 found[patient.id] = patient
-        if not clean.dob_estimated:
-            # someone registered earlier from an age: their birth date is only an estimate
-            near = select(Patient).where(
-                *live,
-                Patient.dob_estimated.is_(True),
-                Patient.date_of_birth.between(dob - timedelta(days=366), dob + timedelta(days=366)),
-            )
-            for patient in session.scalars(near.limit(5000)):
-                if patient.id not in found and names_similar(patient.full_name, clean.full_name):
-                    found[patient.id] = patient
+    tokens = name_tokens(clean.full_name)[:6]
+    if tokens:
+        cursor = _SessionCursor(session)
+        vocabulary = name_vocabulary(desk)
+        vocabulary.refresh(cursor)
+        query = " AND ".join(
+            "(" + " OR ".join(_quote(t) for t in [token, *vocabulary.near(token)]) + ")"
+            for token in tokens
+        )
+        window = {
+            "query": query,
+            "low": (dob - timedelta(days=366)).isoformat(),
+            "high": (dob + timedelta(days=366)).isoformat(),
+            "any_estimate": 1 if clean.dob_estimated else 0,
+        }
+        for (patient_id,) in cursor.execute(_WINDOW_SQL, window).fetchall():
+            candidate = session.get(Patient, patient_id)
+            if (
+                candidate is not None
+                and candidate.id not in found
+                and names_similar(candidate.full_name, clean.full_name)
+            ):
+                found[candidate.id] = candidate
     found.pop(exclude_id or "", None)
     return list(found.values())
 
@@ -396,7 +431,7 @@ def register(
     clean = validate(draft, _today(desk))
     with desk.transaction(actor) as session:
         authorize(session, actor, *WRITE_ROLES, action="register patients")
-        duplicates = _duplicates(session, clean, None)
+        duplicates = _duplicates(session, desk, clean, None)
         if duplicates and not confirm_not_duplicate:
             session.expunge_all()
             raise DuplicateWarning(duplicates)

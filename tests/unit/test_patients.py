@@ -276,6 +276,14 @@ def test_an_age_matches_a_birth_date_within_a_year(staff: Staff) -> None:
     assert [p.id for p in found] == [first.id]
 
 
+def test_a_birth_date_matches_an_earlier_estimate_even_with_a_typo(staff: Staff) -> None:
+    first = register(staff, "Fatima Rahman", age_years=40)  # estimated as 1986-03-02
+    typo = PatientDraft(full_name="Fatma Rahman", date_of_birth="1985-11-20")
+    assert [p.id for p in patients.find_duplicates(staff.desk, typo)] == [first.id]
+    far = PatientDraft(full_name="Fatima Rahman", date_of_birth="1984-01-01")
+    assert patients.find_duplicates(staff.desk, far) == []
+
+
 def test_merged_and_deleted_records_are_not_offered_as_duplicates(staff: Staff) -> None:
     keep = register(staff, "Keep Me", phone="5550001111")
     gone = register(staff, "Gone Soon", phone="5550002222")
