@@ -143,8 +143,9 @@ def load_keys(data_dir: Path, *, create: bool, backend: Any = None) -> DeskKeys:
             missing = "encryption key" if store_hex is None else "audit key"
             raise StoreError(
                 f"This workstation's {missing} for {data_dir} is not in the keyring (was the "
-                "keyring reset, or the data folder copied from another machine?). Restore the "
-                "keyring, or restore the data folder from a backup made on this workstation."
+                "keyring reset, or the data folder moved, renamed or copied from another "
+                "machine? Keys belong to the folder's original path). Restore the keyring or "
+                "the folder's original location."
             )
         if store_hex is None:
             store_hex = secrets.token_hex(32)
