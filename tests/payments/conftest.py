@@ -224,7 +224,7 @@ class World:
         self.bills.append(bill.id)
         return bill.id
 
-    def pay_cash(self, bill_id: str, amount_minor: int) -> str:
+    def pay_cash(self, bill_id: str, amount_minor: int, bill_status: str = "paid") -> str:
         """A cash payment taken at the desk and pushed (through the change log)."""
         with self.state.db.write() as session:
             changes = ChangeSet(self.clinic_id)
@@ -242,7 +242,9 @@ class World:
             server_write(session, changes, payment, {}, self.state.clock, self.user_id)
             bill = session.get(Bill, bill_id)
             assert bill is not None
-            server_write(session, changes, bill, {"status": "paid"}, self.state.clock, self.user_id)
+            server_write(
+                session, changes, bill, {"status": bill_status}, self.state.clock, self.user_id
+            )
             changes.finish(session)
         return payment.id
 

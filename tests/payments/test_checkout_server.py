@@ -68,6 +68,21 @@ def test_session_amount_comes_from_the_servers_bill_and_stripe_sees_no_patient_d
         assert secret.lower() not in json.dumps(params).lower()
 
 
+def test_a_partly_paid_bill_is_charged_only_its_balance(world: World):
+    bill_id = world.add_bill(total_minor=15000)
+    world.pay_cash(bill_id, 6000, bill_status="partially_paid")
+
+    started = open_checkout(world, bill_id)
+    world.standin.pay(started["session_id"])
+    confirmed = world.post("/confirm", {"session_id": started["session_id"]}).json()
+
+    assert started["amount_minor"] == 9000
+    assert world.standin.sessions[started["session_id"]]["amount_total"] == 9000
+    assert confirmed["status"] == "paid"
+    assert confirmed["bill_status"] == "paid"
+    assert world.standin.refunds == {}
+
+
 def test_a_retried_request_reuses_the_session_and_a_new_attempt_closes_the_old_one(world: World):
     bill_id = world.add_bill()
     attempt = str(uuid.uuid4())
