@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select
 from clinic_desktop.models import Medicine
 from clinic_desktop.services.audit import record_event
 from clinic_desktop.services.context import Actor, Desk
-from clinic_desktop.services.errors import ValidationError
+from clinic_desktop.services.errors import NotFound, ValidationError
 from clinic_desktop.services.users import authorize
 
 RESOURCES_ENV = "CLINIC_DESK_RESOURCES"
@@ -306,3 +306,80 @@ def get_medicine(desk: Desk, medicine_id: str) -> MedicineOption | None:
         if row is None or row.deleted or row.clinic_id != desk.clinic_id:
             return None
         return _option(row)
+
+
+_MEDICINE_LIMITS = {
+    "name": ("The name", 200),
+    "generic_name": ("The generic name", 200),
+    "strength": ("The strength", 60),
+    "form": ("The form", 40),
+    "route": ("The route", 40),
+    "drug_class": ("The drug class", 100),
+}
+
+
+def add_medicine(
+    desk: Desk,
+    actor: Actor,
+    *,
+    name: str,
+    generic_name: str = "",
+    strength: str = "",
+    form: str = "",
+    route: str = "",
+    drug_class: str = "",
+) -> MedicineOption:
+    """Add a medicine to the clinic's catalogue (admins). Give the drug class in plain words
+    ("penicillins", "NSAIDs"): the allergy check matches against it."""
+    values = {
+        "name": name,
+        "generic_name": generic_name,
+        "strength": strength,
+        "form": form,
+        "route": route,
+        "drug_class": drug_class,
+    }
+    with desk.transaction(actor) as session:
+        authorize(session, actor, "admin", action="change the medicine catalogue")
+        errors: dict[str, str] = {}
+        clean: dict[str, str] = {}
+        for key, value in values.items():
+            label, limit = _MEDICINE_LIMITS[key]
+            if not isinstance(value, str):
+                errors[key] = f"{label} must be text."
+                continue
+            text = " ".join(value.split())
+            if len(text) > limit:
+                errors[key] = f"{label} is too long (at most {limit} characters)."
+            clean[key] = text
+        if not errors and not clean["name"]:
+            errors["name"] = "Enter the medicine's name."
+        if not errors:
+            duplicate = session.scalar(
+                select(Medicine.id).where(
+                    Medicine.clinic_id == desk.clinic_id,
+                    Medicine.deleted.is_(False),
+                    func.lower(Medicine.name) == clean["name"].lower(),
+                    func.lower(Medicine.strength) == clean["strength"].lower(),
+                    func.lower(Medicine.form) == clean["form"].lower(),
+                )
+            )
+            if duplicate:
+                errors["name"] = "This medicine, strength and form is already in the catalogue."
+        if errors:
+            raise ValidationError(errors)
+        row = Medicine(clinic_id=desk.clinic_id, **clean)
+        session.add(row)
+        record_event(session, desk, actor, "medicine.create", "medicine", row.id)
+        return _option(row)
+
+
+def remove_medicine(desk: Desk, actor: Actor, medicine_id: str) -> None:
+    """Take a medicine out of the catalogue (tombstoned: prescriptions naming it keep it)."""
+    with desk.transaction(actor) as session:
+        authorize(session, actor, "admin", action="change the medicine catalogue")
+        row = session.get(Medicine, medicine_id)
+        if row is None or row.deleted or row.clinic_id != desk.clinic_id:
+            raise NotFound("That medicine is not in the catalogue.")
+        row.deleted = True
+        record_event(session, desk, actor, "medicine.remove", "medicine", row.id)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from clinic_desktop.models import AuditEvent, Medicine
 from clinic_desktop.services import catalogues
 from clinic_desktop.services.context import Desk
-from clinic_desktop.services.errors import PermissionDenied
+from clinic_desktop.services.errors import NotFound, PermissionDenied, ValidationError
 from tests.unit.clinic_world import World, build_world
 
 
@@ -237,3 +237,49 @@ def test_get_medicine_returns_none_for_unknown_ids(world: World) -> None:
     option = catalogues.search_medicines(world.desk, "ibuprofen 400")[0]
     assert catalogues.get_medicine(world.desk, option.id) == option
     assert catalogues.get_medicine(world.desk, "nope") is None
+
+
+def test_admins_add_medicines_that_autocomplete_and_take_part_in_allergy_checks(
+    world: World,
+) -> None:
+    from clinic_desktop.services import prescriptions
+
+    added = catalogues.add_medicine(
+        world.desk,
+        world.admin,
+        name="  Cefaclor ",
+        generic_name="cefaclor",
+        strength="250 mg",
+        form="capsule",
+        route="oral",
+        drug_class="cephalosporins (beta-lactam antibiotics)",
+    )
+    assert added.name == "Cefaclor"
+    assert [m.id for m in catalogues.search_medicines(world.desk, "cefac")] == [added.id]
+    hits = prescriptions.match_allergies(
+        "beta-lactams", added.name, added.generic_name, added.drug_class
+    )
+    assert hits
+    assert world.audit_actions()[-1] == "medicine.create"
+
+
+def test_bad_or_duplicate_medicines_are_refused(world: World) -> None:
+    catalogues.add_medicine(world.desk, world.admin, name="Cefaclor", strength="250 mg")
+    before = world.outbox_count()
+    with pytest.raises(ValidationError, match="already in the catalogue"):
+        catalogues.add_medicine(world.desk, world.admin, name="cefaclor", strength="250 MG")
+    with pytest.raises(ValidationError, match="Enter the medicine"):
+        catalogues.add_medicine(world.desk, world.admin, name="   ")
+    with pytest.raises(ValidationError, match="too long"):
+        catalogues.add_medicine(world.desk, world.admin, name="x", drug_class="y" * 101)
+    with pytest.raises(PermissionDenied):
+        catalogues.add_medicine(world.desk, world.doctor, name="Something")
+    assert world.outbox_count() == before
+
+
+def test_removed_medicines_leave_the_autocomplete(world: World) -> None:
+    added = catalogues.add_medicine(world.desk, world.admin, name="Cefaclor")
+    catalogues.remove_medicine(world.desk, world.admin, added.id)
+    assert catalogues.search_medicines(world.desk, "cefaclor") == []
+    with pytest.raises(NotFound):
+        catalogues.remove_medicine(world.desk, world.admin, added.id)
