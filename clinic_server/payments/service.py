@@ -342,7 +342,9 @@ class StripePayments:
         with self.db.write() as session:
             row = session.get(StripeCheckout, attempt_id)
             assert row is not None
-            row.session_id, row.url, row.status = created.id, str(created.url), "open"
+            row.session_id, row.url = created.id, str(created.url)
+            if row.status == "creating":  # a fast webhook may have moved it on already
+                row.status = "open"
             answer = self._start_answer(row)
         return answer
 
@@ -442,14 +444,26 @@ class StripePayments:
         if event_type not in SESSION_EVENTS:
             self._remember_event(event_id, event_type, "", "ignored")
             return {"status": "ignored"}
-        obj = event.data.object
+        obj: dict[str, Any] = event.data.object.to_dict()
         session_id = str(obj["id"])
-        with self.db.read() as session:
+        attempt_id = str((obj.get("metadata") or {}).get("attempt_id") or "")
+        with self.db.write() as session:
             checkout = session.scalar(
                 select(StripeCheckout).where(StripeCheckout.session_id == session_id)
             )
+            if checkout is None and attempt_id:
+                # Stripe can be faster than our own bookkeeping: the session was created but
+                # its id not yet stored when the event arrived.
+                checkout = session.get(StripeCheckout, attempt_id)
+                if checkout is not None and checkout.session_id is None:
+                    checkout.session_id = session_id
+                    checkout.url = str(obj.get("url") or "")
+                    checkout.status = "open"
+                elif checkout is not None and checkout.session_id != session_id:
+                    checkout = None
             clinic_id = checkout.clinic_id if checkout is not None else ""
             if checkout is not None:
+                session.flush()
                 session.expunge(checkout)
         if checkout is None:
             self._remember_event(event_id, event_type, session_id, "unknown session")

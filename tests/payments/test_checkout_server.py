@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from clinic_server.payments.tables import StripeCheckout
 from tests.payments.conftest import PATIENT_NAME, PROCEDURE, World
 
 
@@ -133,6 +134,20 @@ def test_confirm_first_then_webhook_records_one_payment(world: World):
     assert status == 200
     assert len(world.payments_of(bill_id)) == 1
     assert world.checkout(started["session_id"]).payment_id == confirmed.json()["payment_id"]
+
+
+def test_a_webhook_faster_than_the_servers_own_bookkeeping_still_records(world: World):
+    bill_id = world.add_bill()
+    started = open_checkout(world, bill_id)
+    with world.state.db.write() as session:  # as if the session id were not yet stored
+        row = session.get(StripeCheckout, started["attempt_id"])
+        row.session_id, row.status = None, "creating"
+    world.standin.pay(started["session_id"])
+
+    assert world.standin.deliver(completed_event(world, started["session_id"])) == 200
+
+    [payment] = world.payments_of(bill_id)
+    assert world.checkout(started["session_id"]).payment_id == payment.id
 
 
 def test_a_webhook_delivered_twice_is_acted_on_once(world: World):
