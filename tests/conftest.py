@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +97,23 @@ def desk(desk_setup: SetupResult) -> Desk:
 def admin(desk_setup: SetupResult) -> Actor:
     """The first admin of the ``desk`` fixture, as services see them."""
     return desk_setup.admin
+
+
+@pytest.fixture(scope="session")
+def demo_clinic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The demo clinic, loaded once per test run by the real command line
+    (``clinic-desktop --data-dir DIR --load-demo``) into a temporary folder. The child
+    inherits this process's keyring settings, so tests can open the store it made.
+    Returns the data folder and the command's standard output."""
+    data_dir = tmp_path_factory.mktemp("demo") / "desk"
+    result = subprocess.run(
+        [sys.executable, "-m", "clinic_desktop.app", "--data-dir", str(data_dir), "--load-demo"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return data_dir, result.stdout
