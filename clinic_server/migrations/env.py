@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from clinic_desktop.models import Base
+from clinic_server.payments import tables as _stripe_tables  # noqa: F401  (on ServerBase)
 from clinic_server.tables import ServerBase
 
 target_metadata = [Base.metadata, ServerBase.metadata]
