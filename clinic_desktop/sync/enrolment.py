@@ -244,9 +244,14 @@ def reconcile_user(desk: Desk, user: dict[str, object], password: str) -> None:
         if cached is None:
             return  # not downloaded yet; the pull brings it
         stored_hash, disabled = cached.password_hash, cached.disabled
+        locked = bool(cached.failed_attempts) or cached.locked_until is not None
     values: dict[str, object] = {}
     if disabled:
         values["disabled"] = False
+    if locked:
+        # The server (which applies the same lock-out) let this person in.
+        values["failed_attempts"] = 0
+        values["locked_until"] = None
     roles = user.get("roles")
     if isinstance(roles, list):
         values["roles"] = [str(r) for r in roles]
@@ -278,3 +283,41 @@ def actor_from_server(user: dict[str, object]) -> Actor:
         full_name=str(user.get("full_name", "")),
         roles=frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset(),
     )
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Who signed in, and how: ``tokens`` is ``None`` for an offline (local) sign-in."""
+
+    actor: Actor
+    tokens: Tokens | None
+
+    @property
+    def online(self) -> bool:
+        return self.tokens is not None
+
+
+def sign_in_anywhere(
+    desk: Desk, transport: Transport | None, username: str, password: str
+) -> SignIn:
+    """The sign-in window's one call: the server when reachable, else this desk's cache.
+
+    Online, the server's answer wins (a changed password or a disabled account is copied
+    into the cache first, so the local check that follows agrees). Offline, only people who
+    have an account on this desk can sign in, against their cached hash.
+    """
+    from clinic_desktop.services import users
+    from clinic_desktop.sync.errors import Offline, ServerError
+
+    if transport is None or transport.credential is None:
+        return SignIn(users.sign_in(desk, username, password), None)
+    try:
+        tokens = server_sign_in(desk, transport, username, password)
+    except (Offline, ServerError):
+        return SignIn(users.sign_in(desk, username, password), None)
+    with reading(desk) as session:
+        known = session.get(User, str(tokens.user.get("id", ""))) is not None
+    if not known:
+        # First sign-in on a new desk, before the first download brought the account.
+        return SignIn(actor_from_server(tokens.user), tokens)
+    return SignIn(users.sign_in(desk, username, password), tokens)

@@ -213,7 +213,8 @@ class SyncWorker:
             event.remove(self.desk.sessions, "after_commit", self._after_commit)
             self._listener_installed = False
         for thread in self._threads:
-            thread.join(timeout)
+            # The pull thread may sit in a long poll; it writes nothing once stopping.
+            thread.join(timeout if thread.name.endswith("push") else min(timeout, 0.5))
         self._threads = []
         self._update(phase=STOPPED, online=False)
 
@@ -248,6 +249,8 @@ class SyncWorker:
         self._wake_push.set()
 
     def _update(self, **changes: Any) -> None:
+        if self._stopping.is_set() and changes.get("phase") != STOPPED:
+            return
         with self._status_lock:
             new = replace(self._status, **changes)
             if new == self._status:

@@ -39,7 +39,7 @@ def _visit_path(
 
     doctor.sync()
     mine = queue.doctor_queue(doctor.desk, doris.user_id)
-    assert [entry.visit_id for entry in mine] == [visit.id]
+    assert visit.id in [entry.visit_id for entry in mine]
 
     queue.call(doctor.desk, doris, visit.id)
     queue.start(doctor.desk, doris, visit.id)
