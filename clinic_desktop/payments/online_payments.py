@@ -143,15 +143,18 @@ class OnlinePaymentsClient:
             raise OnlinePaymentUnavailable(
                 f"The clinic server cannot be reached, so {doing} did not happen. {STILL_OPEN}"
             ) from None
-        if answer.status_code >= 500:
-            raise OnlinePaymentUnavailable(
-                f"The clinic server had a problem ({answer.status_code}) and {doing} did not "
-                f"happen. {STILL_OPEN}"
-            )
         try:
             data = answer.json()
         except ValueError:
             data = {}
+        if answer.status_code >= 500:
+            detail = data.get("detail") if isinstance(data, dict) else None
+            if answer.status_code in (502, 503) and isinstance(detail, str) and detail:
+                raise OnlinePaymentUnavailable(f"{detail.rstrip('.')}. {STILL_OPEN}")
+            raise OnlinePaymentUnavailable(
+                f"The clinic server had a problem ({answer.status_code}) and {doing} did not "
+                f"happen. {STILL_OPEN}"
+            )
         if answer.status_code >= 400:
             detail = data.get("detail") if isinstance(data, dict) else None
             if not isinstance(detail, str) or not detail:

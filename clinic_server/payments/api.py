@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from typing import Annotated, Any
@@ -22,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clinic_server.deps import Device, Principal, check_versions, current_device, require_roles
 from clinic_server.payments.service import Caller, PaymentProblem, StripePayments
-from clinic_server.payments.settings import StripeSettings
+from clinic_server.payments.settings import StripeSettings, StripeSettingsError
 from clinic_server.state import ServerState, get_state
 
 router = APIRouter(prefix="/payments/stripe", tags=["payments"])
+log = logging.getLogger("clinic_server.payments")
 
 _build_lock = threading.Lock()
 _CASHIER = require_roles("billing", "admin")
@@ -40,9 +42,15 @@ def get_payments(
         with _build_lock:
             payments = getattr(request.app.state, "stripe_payments", None)
             if payments is None:
-                payments = StripePayments(
-                    state.db, StripeSettings(), clock=state.clock, notifier=state.notifier
-                )
+                try:
+                    payments = StripePayments(
+                        state.db, StripeSettings(), clock=state.clock, notifier=state.notifier
+                    )
+                except StripeSettingsError as exc:
+                    log.error("stripe settings refused: %s", exc)
+                    raise HTTPException(
+                        503, "Online payment is not set up correctly on the clinic server."
+                    ) from None
                 request.app.state.stripe_payments = payments
     return payments
 

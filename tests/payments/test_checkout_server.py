@@ -420,3 +420,22 @@ def test_on_postgresql_webhook_and_confirm_race_records_one_payment(pg_world: Wo
     [payment] = world.payments_of(bill_id)
     assert world.change_log_entries("payment", payment.id) == 1
     assert world.bill(bill_id).status == "paid"
+
+
+def test_a_server_without_stripe_keys_says_online_payment_is_not_set_up(world: World):
+    from clinic_desktop.payments.online_payments import (
+        OnlinePaymentsClient,
+        OnlinePaymentUnavailable,
+    )
+    from clinic_server.payments.settings import StripeSettings
+
+    bill_id = world.add_bill()
+    world.payments.settings = StripeSettings(_env_file=None)  # no keys configured
+    client = OnlinePaymentsClient(world.url, world.headers, allow_insecure=True)
+
+    with pytest.raises(OnlinePaymentUnavailable) as refused:
+        client.start_checkout(bill_id)
+
+    assert "not set up" in str(refused.value)
+    assert "cash or card" in str(refused.value)
+    assert world.standin.requests == []
