@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 _KEYRING_HOME = tempfile.mkdtemp(prefix="clinic-keyring-")
-os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+# Forced, not defaulted: a developer whose shell selects the real keyring must not get test
+# keys written into it.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
 os.environ["XDG_DATA_HOME"] = _KEYRING_HOME
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
