@@ -1,31 +1,36 @@
 """The demo clinic: ``clinic-desktop --data-dir DIR --load-demo`` (DESIGN.md section 8).
 
-What it makes, always the same for the same seed:
+What it makes (patients and history are the same for the same seed; ids of accounts and
+clock stamps are new each time):
 
-- clinic "Riverside Family Clinic" (USD), this workstation as desk ``A``;
-- one account per role, plus five doctors, with these demo passwords (printed by the CLI):
+- clinic "Riverside Family Clinic" (USD, address and phone), this workstation as desk ``A``;
+- an admin, a receptionist, a cashier and five doctors, with these demo passwords (the
+  command prints them):
 
-  ==============  ===================  ==============
-  user name       password             role
-  ==============  ===================  ==============
-  ``admin``       ``Demo-manage-2468``  admin
-  ``reception``   ``Demo-front-2468``  receptionist
-  ``billing``     ``Demo-cashier-2468`` billing
-  ``dr.okafor``   ``Demo-doctor-2468`` doctor (and the four other ``dr.*`` accounts)
-  ==============  ===================  ==============
+  ===============  ======================  ================================================
+  user name        password                role
+  ===============  ======================  ================================================
+  ``admin``        ``Demo-manage-2468``    admin
+  ``reception``    ``Demo-front-2468``     receptionist
+  ``billing``      ``Demo-cashier-2468``   billing
+  ``dr.okafor``    ``Demo-doctor-2468``    doctor (also ``dr.sharma``, ``dr.chen``,
+                                           ``dr.haddad``, ``dr.garcia``, same password)
+  ===============  ======================  ================================================
 
 - a price list: each doctor's consultation fee and common services;
 - the shipped medicine catalogue;
-- 2,000 patients with realistic names from a dozen locales (Latin, Devanagari, Arabic,
-  Chinese, Japanese, Korean, Cyrillic, Greek), phones, addresses, allergies;
+- 2,000 patients with realistic names from fourteen locales (Latin, Devanagari, Arabic,
+  Chinese, Japanese, Korean, Cyrillic, Greek scripts), phones, addresses, allergies;
 - about two years of history: visits with complaints, vitals, ICD-10 diagnoses and advice,
   signed prescriptions, issued bills with cash and card payments (some partial, a few
-  refunds);
+  refunds), invoice numbers without gaps;
 - today's queue across the five doctors, in every state.
 
-Accounts and setup go through the services (password rules, bcrypt, audit). The history is
-inserted as model rows in a few large transactions for speed; the tracking hook still stamps
-the sync columns and writes an outbox entry for every row, as for any local change.
+Setup, accounts, price list and today's queue go through the services (password rules,
+bcrypt, state machines, audit), exactly as the windows would. The ~30,000 history rows are
+written as multi-row INSERTs in a few large transactions, each row stamped and given its
+outbox entry the way the tracking hook does it (``tests/unit/test_demo.py`` checks that the
+two agree and that every row passes the services' validation).
 """
 
 from __future__ import annotations
