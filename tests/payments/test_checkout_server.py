@@ -439,3 +439,22 @@ def test_a_server_without_stripe_keys_says_online_payment_is_not_set_up(world: W
     assert "not set up" in str(refused.value)
     assert "cash or card" in str(refused.value)
     assert world.standin.requests == []
+
+
+def test_another_clinic_cannot_see_confirm_or_refund_this_clinics_payments(world: World):
+    from tests.payments.conftest import _seed
+
+    bill_id = world.add_bill()
+    started = open_checkout(world, bill_id)
+    world.standin.pay(started["session_id"])
+    paid = world.post("/confirm", {"session_id": started["session_id"]}).json()
+    other = _seed(world.state)  # a second clinic on the same server, with its own cashier
+    world.clinic_id, world.user_id = other["clinic_id"], other["user_id"]
+    world.device_id, world.device_secret = other["device_id"], other["device_secret"]
+    world.login()
+
+    assert world.post("/checkout-sessions", {"bill_id": bill_id}).status_code == 404
+    assert world.post("/confirm", {"session_id": started["session_id"]}).status_code == 404
+    refund = world.post("/refunds", {"payment_id": paid["payment_id"], "reason": "x"})
+    assert refund.status_code == 404
+    assert world.standin.refunds == {}
