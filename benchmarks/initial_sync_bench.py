@@ -160,14 +160,18 @@ def floor(root: Path, clinic_id: str, doctor_id: str, n: int) -> float:
     store = open_store(root / "floor-desk")
     try:
         started = time.perf_counter()
-        for entity, rows in (
-            ("patient", patient_rows(n, clinic_id)),
-            ("visit", visit_rows(n, clinic_id, doctor_id)),
-        ):
-            info = entity_info(entity)
-            for batch in chunks(rows, CHUNK):
-                with store.engine.begin() as conn:
-                    conn.execute(info.table.insert(), [_decode(info, r) for r in batch])
+        with store.engine.connect() as conn:
+            # Same as the sync client's apply connection: references are the server's job.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+            for entity, rows in (
+                ("patient", patient_rows(n, clinic_id)),
+                ("visit", visit_rows(n, clinic_id, doctor_id)),
+            ):
+                info = entity_info(entity)
+                for batch in chunks(rows, CHUNK):
+                    with conn.begin():
+                        conn.execute(info.table.insert(), [_decode(info, r) for r in batch])
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
         return time.perf_counter() - started
     finally:
         store.close()

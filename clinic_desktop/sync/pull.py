@@ -12,6 +12,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,33 +193,43 @@ def run_snapshot(
     report = SnapshotReport(rows=0, total=total, cursor=snap_cursor)
     if progress is not None:
         progress(done, total)
-    while index < len(entities):
-        if should_stop is not None and should_stop():
-            return report
-        entity = entities[index]
-        page = transport.snapshot_page(entity, after_id, page_size)
-        rows = list(page["rows"])
-        # ``last_id`` is null once the entity is done (protocol: snapshot step 2).
-        last_id = page.get("last_id")
-        finished = not rows or last_id is None
-        with guard() if guard is not None else nullcontext(), sync_session(desk) as session:
-            changed_ids = apply_rows(session, entity, rows, desk.clock)
-            done += len(rows)
-            if finished:
-                index += 1
-                after_id = None
-            else:
-                after_id = last_id
-            state.put(session, state.SNAPSHOT_INDEX, str(index))
-            state.put(session, state.SNAPSHOT_AFTER_ID, after_id or "")
-            state.put(session, state.SNAPSHOT_DONE, str(done))
-        report.rows += len(rows)
-        if changed_ids and changed_sink is not None:
-            page_changes = ChangedRows()
-            page_changes.add(entity, changed_ids)
-            changed_sink(page_changes)
-        if progress is not None:
-            progress(done, max(total, done))
+    # The next page is fetched while this one is written: the server's work and the local
+    # insert overlap (the page cursor is known as soon as a page arrives).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinic-snapshot") as pool:
+        ahead: Future[protocol.SnapshotPage] | None = None
+        while index < len(entities):
+            if should_stop is not None and should_stop():
+                return report
+            entity = entities[index]
+            page = (
+                ahead.result()
+                if ahead is not None
+                else transport.snapshot_page(entity, after_id, page_size)
+            )
+            ahead = None
+            rows = list(page["rows"])
+            # ``last_id`` is null once the entity is done (protocol: snapshot step 2).
+            last_id = page.get("last_id")
+            finished = not rows or last_id is None
+            next_index, next_after = (index + 1, None) if finished else (index, last_id)
+            if next_index < len(entities):
+                ahead = pool.submit(
+                    transport.snapshot_page, entities[next_index], next_after, page_size
+                )
+            with guard() if guard is not None else nullcontext(), sync_session(desk) as session:
+                changed_ids = apply_rows(session, entity, rows, desk.clock)
+                done += len(rows)
+                index, after_id = next_index, next_after
+                state.put(session, state.SNAPSHOT_INDEX, str(index))
+                state.put(session, state.SNAPSHOT_AFTER_ID, after_id or "")
+                state.put(session, state.SNAPSHOT_DONE, str(done))
+            report.rows += len(rows)
+            if changed_ids and changed_sink is not None:
+                page_changes = ChangedRows()
+                page_changes.add(entity, changed_ids)
+                changed_sink(page_changes)
+            if progress is not None:
+                progress(done, max(total, done))
     with sync_session(desk) as session:
         state.put(session, state.PULL_CURSOR, str(snap_cursor))
         state.drop(session, *state.SNAPSHOT_KEYS)
