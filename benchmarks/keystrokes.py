@@ -90,7 +90,13 @@ def main() -> int:
     data_dir = Path(_HOME) / "desk"
     numbers = build_clinic(data_dir)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from clinic_desktop.views import common
     from clinic_desktop.views.application import ClinicApp
+
+    def no_dialogs(_parent: object, error: object, _title: str = "") -> None:
+        raise RuntimeError(f"the window showed an error: {error}")  # a modal would hang here
+
+    common.show_error = no_dialogs  # type: ignore[assignment]
 
     controller = ClinicApp(data_dir, app)
     controller.start(open_in_background=False)

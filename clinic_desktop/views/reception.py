@@ -313,6 +313,7 @@ class ReceptionWindow(RolePage):
         self.search_box.textChanged.connect(self._query_changed)
         self.search_box.returnPressed.connect(self._search_enter)
         self.last_latency_ms: float | None = None
+        self.results_query = ""  # the text the results on screen answer
 
         # --- token
         self.doctor_box = QComboBox()
@@ -532,6 +533,7 @@ class ReceptionWindow(RolePage):
     def _query_changed(self, text: str) -> None:
         if not text.strip():
             self.results_model.set_rows([])
+            self.results_query = text
             self.search_status.clear()
             return
         self.runner.request(text)
@@ -540,6 +542,7 @@ class ReceptionWindow(RolePage):
         if query != self.search_box.text():
             return
         self.results_model.set_rows(rows)
+        self.results_query = query
         self.last_latency_ms = (time.perf_counter() - started) * 1000
         self.search_status.setText(
             "No patient found. Ctrl+N registers a new one."
@@ -571,6 +574,7 @@ class ReceptionWindow(RolePage):
 
     def select_patient(self, patient: PatientRow) -> None:
         self.results_model.set_rows([patient])
+        self.results_query = self.search_box.text()
         self.results.selectRow(0)
         self._selection_changed()
 
@@ -616,7 +620,19 @@ class ReceptionWindow(RolePage):
         return patient
 
     # ------------------------------------------------------------------ tokens
+    def _catch_up(self) -> None:
+        """F2 pressed before the answer for the latest keystrokes arrived: the list on screen
+        is for older text, so search now (one fast query) rather than act on a stale row."""
+        text = self.search_box.text()
+        if not text.strip() or text == self.results_query:
+            return
+        rows = attempt(
+            self, gateway.search_patients, self.ctx.desk, self.ctx.actor, text, RESULT_LIMIT
+        )
+        self._show_results(text, rows or [], time.perf_counter())
+
     def issue_token(self) -> gateway.TokenView | None:
+        self._catch_up()
         patient = self.selected_patient()
         if patient is None:
             self.token_label.setText("Select a patient first (Ctrl+F to search).")

@@ -313,3 +313,21 @@ def test_board_shows_the_token_a_doctor_calls(qtbot: QtBot, app: object, clinic:
     assert card.now.text() == "A-001"
     assert card.next.text() == "A-002"
     assert board.announcements == ["Token A-001, please go to Dr Lena Silva."]
+
+
+def test_f2_right_after_typing_issues_the_token_for_what_was_typed(
+    qtbot: QtBot, app: object, clinic: Clinic
+) -> None:
+    shell = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
+    reception = shell.page()  # type: ignore[attr-defined]
+    type_into(qtbot, reception.search_box, "maria")
+    wait_for(qtbot, lambda: reception.selected_patient() is not None)
+    assert reception.selected_patient().name == "Maria Gomez"
+
+    # type a new name and press F2 at once, before the background search answers
+    reception.search_box.selectAll()
+    type_into(qtbot, reception.search_box, "peter")
+    qtbot.keyClick(shell, Qt.Key.Key_F2)  # type: ignore[arg-type]
+    token = reception.last_token
+    assert token is not None
+    assert token.patient_name == "Peter Penn"
