@@ -31,6 +31,7 @@ log = logging.getLogger("clinic_server.payments")
 
 _build_lock = threading.Lock()
 _CASHIER = require_roles("billing", "admin")
+_ADMIN = require_roles("admin")
 
 
 def get_payments(
@@ -167,6 +168,29 @@ def refund_payment(
         )
     except PaymentProblem as problem:
         raise _fail(problem) from None
+
+
+class ReviewItem(BaseModel):
+    attempt_id: str
+    bill_id: str
+    invoice_number: str
+    session_id: str
+    amount_minor: int
+    currency: str
+    payment_id: str | None
+    refund_payment_id: str | None
+    note: str
+    created_at: str
+
+
+@router.get("/review", response_model=list[ReviewItem], dependencies=[Depends(check_versions)])
+def checkouts_needing_review(
+    principal: Annotated[Principal, _ADMIN],
+    payments: Annotated[StripePayments, Depends(get_payments)],
+) -> list[dict[str, Any]]:
+    """Online payments an admin must review: money that arrived for a settled bill (and
+    whether its refund went through), or Stripe reports that did not match the bill."""
+    return payments.needing_review(principal.clinic_id)
 
 
 @router.post("/webhook", include_in_schema=True)

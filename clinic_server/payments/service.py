@@ -782,6 +782,33 @@ class StripePayments:
                 "duplicate": duplicate,
             }
 
+    def needing_review(self, clinic_id: str) -> list[dict[str, Any]]:
+        """Checkouts an admin must look at (mismatched reports, refunds that failed), newest
+        first, with the invoice number to find the bill; ids and amounts only."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(StripeCheckout, Bill.invoice_number)
+                .join(Bill, Bill.id == StripeCheckout.bill_id, isouter=True)
+                .where(StripeCheckout.clinic_id == clinic_id, StripeCheckout.status == "review")
+                .order_by(StripeCheckout.created_at.desc())
+                .limit(200)
+            ).all()
+            return [
+                {
+                    "attempt_id": row.id,
+                    "bill_id": row.bill_id,
+                    "invoice_number": invoice or "",
+                    "session_id": row.session_id or "",
+                    "amount_minor": row.amount_minor,
+                    "currency": row.currency,
+                    "payment_id": row.payment_id,
+                    "refund_payment_id": row.refund_payment_id,
+                    "note": row.note,
+                    "created_at": row.created_at.isoformat(),
+                }
+                for row, invoice in rows
+            ]
+
     # ------------------------------------------------------------------------------ refunds
 
     def refund(

@@ -27,7 +27,7 @@ from clinic_server.db import Database
 from clinic_server.sync.changes import ChangeSet, entity_of
 from clinic_server.sync.rules import Actor, frozen_problem, permission_problem
 from clinic_server.sync.validate import column_specs, fields_problem, missing_required
-from clinic_server.tables import AppliedMutation, DeviceUser, RowStamp
+from clinic_server.tables import AppliedMutation, DeviceUser
 
 log = logging.getLogger("clinic_server.sync")
 
@@ -92,38 +92,59 @@ def push(
     after_apply: Callable[[Session], None] | None = None,
     before_commit: Callable[[Session], None] | None = None,
 ) -> tuple[list[dict[str, Any]], PushStats]:
-    """Apply a batch; retried whole when the database reports a deadlock or serialization
-    failure (two pushes locking the same rows in opposite order)."""
-    for attempt in range(5):
+    """Apply a batch, retried whole on a deadlock or serialization failure.
+
+    The first attempt writes without savepoints (every rule is checked before anything is
+    written, so a rejection leaves nothing behind). A database constraint can still trip
+    when another process saved the same number a moment earlier, or two mutations in the
+    batch clash with each other; then the batch runs again in careful mode, one savepoint
+    per mutation, so only the clashing mutation is rejected.
+    """
+    careful = False
+    for attempt in range(6):
         try:
             with db.write() as session:
-                answer = _push_once(session, ctx, mutations, after_apply)
+                answer = _push_once(session, ctx, mutations, after_apply, careful=careful)
                 if before_commit is not None:
                     before_commit(session)
                 return answer
+        except IntegrityError:
+            if careful:
+                raise
+            careful = True
         except OperationalError as exc:  # deadlock, lock timeout, "database is locked"
-            if attempt == 4:
+            if attempt == 5:
                 raise
             log.warning("push retried", extra={"error_type": type(exc.orig).__name__})
             time.sleep(0.05 * (attempt + 1))
         except DBAPIError as exc:
             code = getattr(exc.orig, "sqlstate", None)
-            if code not in ("40001", "40P01") or attempt == 4:
+            if code not in ("40001", "40P01") or attempt == 5:
                 raise
             log.warning("push retried", extra={"error_type": type(exc.orig).__name__})
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
-def _claim(session: Session, ctx: PushContext, mutation_id: str) -> bool:
-    """Remember the mutation id; ``False`` when it was seen before (a replay)."""
-    values = {
-        "mutation_id": mutation_id,
-        "clinic_id": ctx.clinic_id,
-        "device_id": ctx.device_id,
-        "created_at": datetime.now(UTC),
-        "answer": None,
-    }
+def _claim_all(session: Session, ctx: PushContext, mutation_ids: list[str]) -> set[str]:
+    """Remember mutation ids; returns those seen for the first time (the rest are replays).
+
+    ``INSERT ... ON CONFLICT DO NOTHING``: a concurrent push of the same id waits on the
+    unique index until the other transaction ends, so each id is applied exactly once.
+    """
+    if not mutation_ids:
+        return set()
+    now = datetime.now(UTC)
+    values = [
+        {
+            "mutation_id": mutation_id,
+            "clinic_id": ctx.clinic_id,
+            "device_id": ctx.device_id,
+            "created_at": now,
+            "answer": None,
+        }
+        for mutation_id in mutation_ids
+    ]
     table: Any = AppliedMutation.__table__
     dialect = session.get_bind().dialect.name
     stmt: Any
@@ -131,8 +152,65 @@ def _claim(session: Session, ctx: PushContext, mutation_id: str) -> bool:
         stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
     else:
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    result = session.execute(stmt.returning(table.c.mutation_id))
-    return result.first() is not None
+    with session.no_autoflush:
+        return set(session.scalars(stmt.returning(table.c.mutation_id)))
+
+
+class BatchRows:
+    """The rows a batch touches, read (and locked) up front in one query per entity.
+
+    Rows inserted earlier in the same batch are found here too, before they are flushed.
+    """
+
+    def __init__(self, session: Session, clinic_id: str, *, careful: bool) -> None:
+        self.session = session
+        self.clinic_id = clinic_id
+        # Fast mode leaves unique numbers to the database's unique indexes (one round trip
+        # per batch instead of one per mutation); a clash makes the batch run again in
+        # careful mode, which checks each mutation and rejects only the clashing one.
+        self.careful = careful
+        self._rows: dict[tuple[str, str], Any] = {}
+
+    def prefetch(self, mutations: list[MutationIn]) -> None:
+        wanted: dict[str, set[str]] = {}
+        for mutation in mutations:
+            if mutation.entity in SYNCED_ENTITIES:
+                wanted.setdefault(mutation.entity, set()).add(mutation.row_id)
+        with self.session.no_autoflush:
+            for entity in protocol.ENTITY_ORDER:  # one lock order for every process
+                ids = wanted.get(entity)
+                if not ids:
+                    continue
+                model = SYNCED_ENTITIES[entity]
+                found = self.session.scalars(
+                    select(model).where(model.id.in_(ids)).order_by(model.id).with_for_update()
+                ).all()
+                for row_id in ids:
+                    self._rows[(entity, row_id)] = None
+                for row in found:
+                    self._rows[(entity, row.id)] = row
+
+    def get(self, model: type[Any], row_id: str, *, lock: bool = False) -> Any:
+        key = (model.__tablename__, row_id)
+        if key in self._rows:
+            return self._rows[key]
+        with self.session.no_autoflush:
+            row = self.session.get(model, row_id, with_for_update=lock or None)
+        self._rows[key] = row
+        return row
+
+    def added(self, row: SyncMixin) -> None:
+        self._rows[(entity_of(row), row.id)] = row
+
+    def forget(self) -> None:
+        """After a savepoint rollback: read again from the session."""
+        self._rows.clear()
+
+    def lookup(self, model: type[Any], row_id: str | None) -> Any:
+        if not row_id:
+            return None
+        row = self.get(model, row_id)
+        return row if row is not None and row.clinic_id == self.clinic_id else None
 
 
 def _push_once(
@@ -140,6 +218,8 @@ def _push_once(
     ctx: PushContext,
     mutations: list[MutationIn],
     after_apply: Callable[[Session], None] | None,
+    *,
+    careful: bool,
 ) -> tuple[list[dict[str, Any]], PushStats]:
     stats = PushStats()
     changes = ChangeSet(ctx.clinic_id)
@@ -147,34 +227,54 @@ def _push_once(
     pending: dict[int, tuple[MutationIn, SyncMixin | None, str]] = {}
     first_index: dict[str, int] = {}
     for index, mutation in enumerate(mutations):
-        if mutation.mutation_id in first_index:
+        first_index.setdefault(mutation.mutation_id, index)
+    fresh = _claim_all(session, ctx, list(first_index))
+    replays = [mid for mid in first_index if mid not in fresh]
+    stored_answers: dict[str, AppliedMutation] = {}
+    if replays:
+        for stored in session.scalars(
+            select(AppliedMutation).where(AppliedMutation.mutation_id.in_(replays))
+        ):
+            stored_answers[stored.mutation_id] = stored
+    rows = BatchRows(session, ctx.clinic_id, careful=careful)
+    rows.prefetch([m for m in mutations if m.mutation_id in fresh])
+    changes.prefetch_stamps(
+        session, [(m.entity, m.row_id) for m in mutations if m.mutation_id in fresh]
+    )
+    for index, mutation in enumerate(mutations):
+        if first_index[mutation.mutation_id] != index:
             results.append(first_index[mutation.mutation_id])
             continue
-        first_index[mutation.mutation_id] = index
-        if not _claim(session, ctx, mutation.mutation_id):
-            stored = session.get(AppliedMutation, mutation.mutation_id)
+        if mutation.mutation_id not in fresh:
+            known = stored_answers.get(mutation.mutation_id)
             stats.replayed += 1
-            if stored is None or stored.clinic_id != ctx.clinic_id or stored.answer is None:
+            if known is None or known.clinic_id != ctx.clinic_id or known.answer is None:
                 results.append(
                     _result(
                         mutation.mutation_id, "rejected", reason="This change id was already used."
                     )
                 )
             else:
-                results.append(dict(stored.answer))
+                results.append(dict(known.answer))
             continue
-        local = ChangeSet(ctx.clinic_id)
-        savepoint = session.begin_nested()
+        target = ChangeSet(ctx.clinic_id) if careful else changes
+        savepoint = session.begin_nested() if careful else None
         try:
-            row, status, conflicts = _apply_one(session, ctx, mutation, local)
-            session.flush()
+            row, status, conflicts = _apply_one(session, ctx, mutation, target, rows)
+            if savepoint is not None:
+                session.flush()
         except Rejected as exc:
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
+                rows.forget()
             stats.rejected += 1
             results.append(_result(mutation.mutation_id, "rejected", reason=str(exc)))
             continue
         except IntegrityError:
+            if savepoint is None:
+                raise
             savepoint.rollback()
+            rows.forget()
             stats.rejected += 1
             reason = (
                 "This clashes with a record another workstation saved at the same moment "
@@ -182,8 +282,9 @@ def _push_once(
             )
             results.append(_result(mutation.mutation_id, "rejected", reason=reason))
             continue
-        savepoint.commit()
-        changes.merge_from(local)
+        if savepoint is not None:
+            savepoint.commit()
+            changes.merge_from(target)
         stats.conflicts += conflicts
         if status == "merged":
             stats.merged += 1
@@ -208,11 +309,8 @@ def _push_once(
                 version=row.version if row is not None else None,
                 row=row_fields(row) if row is not None else None,
             )
-            to_store.append({"mutation_id": mutation.mutation_id, "answer": item})
-        elif item.get("status") == "rejected" and index == first_index.get(item["mutation_id"]):
-            stored = session.get(AppliedMutation, item["mutation_id"])
-            if stored is not None and stored.answer is None:
-                to_store.append({"mutation_id": item["mutation_id"], "answer": item})
+        if item["mutation_id"] in fresh:
+            to_store.append({"mutation_id": item["mutation_id"], "answer": item})
         answers.append(item)
     if to_store:
         session.execute(update(AppliedMutation), to_store)
@@ -243,19 +341,9 @@ def resolve_actor(session: Session, ctx: PushContext, actor_id: str | None) -> A
     return cached
 
 
-def _lookup(session: Session, clinic_id: str) -> Callable[[type[Any], str | None], Any]:
-    def lookup(model: type[Any], row_id: str | None) -> Any:
-        if not row_id:
-            return None
-        row = session.get(model, row_id)
-        return row if row is not None and row.clinic_id == clinic_id else None
-
-    return lookup
-
-
-def _stamp_origin(session: Session) -> Callable[[Any, str], str | None]:
+def _stamp_origin(session: Session, changes: ChangeSet) -> Callable[[Any, str], str | None]:
     def stamp_origin(row: Any, name: str) -> str | None:
-        stamp = session.get(RowStamp, (entity_of(row), row.id))
+        stamp = changes.peek_stamp(session, row)
         value = (stamp.stamps or {}).get(name) if stamp is not None else None
         if isinstance(value, dict):
             return str(value.get("o"))
@@ -264,11 +352,8 @@ def _stamp_origin(session: Session) -> Callable[[Any, str], str | None]:
     return stamp_origin
 
 
-def _references_problem(
-    session: Session, model: type[Any], values: dict[str, Any], clinic_id: str
-) -> None:
+def _references_problem(rows: BatchRows, model: type[Any], values: dict[str, Any]) -> None:
     """Every reference must point at a row of the same clinic that the server has."""
-    lookup = _lookup(session, clinic_id)
     for column in model.__table__.columns:
         value = values.get(column.name)
         if value is None:
@@ -276,7 +361,7 @@ def _references_problem(
         for fk in column.foreign_keys:
             target_name = fk.column.table.name
             target = SYNCED_ENTITIES.get(target_name)
-            if target is not None and lookup(target, value) is None:
+            if target is not None and rows.lookup(target, value) is None:
                 raise Rejected(
                     f"Field {column.name!r} refers to a {target_name.replace('_', ' ')} the "
                     "server does not have (its own change may have been rejected)."
@@ -297,18 +382,24 @@ def _unique_message(table: str, columns: list[str], values: list[Any]) -> str:
     return f"This {table.replace('_', ' ')} duplicates one the server already has."
 
 
-def _unique_problem(session: Session, model: type[Any], row: SyncMixin, changed: set[str]) -> None:
-    """Human-facing numbers stay unique; a clash is rejected, never renumbered."""
+def _unique_problem(
+    session: Session, model: type[Any], row_id: str, after: dict[str, Any], changed: set[str]
+) -> None:
+    """Human-facing numbers stay unique; a clash is rejected, never renumbered.
+
+    Checked against committed rows; a clash inside one batch, or with a push committing at
+    the same moment, trips the database's unique index instead (see :func:`push`).
+    """
     for constraint in model.__table__.constraints:
         if not isinstance(constraint, UniqueConstraint):
             continue
         names = [column.name for column in constraint.columns]
         if not set(names) & changed:
             continue
-        values = [getattr(row, name) for name in names]
+        values = [after.get(name) for name in names]
         if any(value is None for value in values):
             continue
-        query = select(model.id).where(model.id != row.id)
+        query = select(model.id).where(model.id != row_id)
         for name, value in zip(names, values, strict=True):
             query = query.where(getattr(model, name) == value)
         with session.no_autoflush:
@@ -320,9 +411,12 @@ def _unique_problem(session: Session, model: type[Any], row: SyncMixin, changed:
 
 
 def _apply_one(
-    session: Session, ctx: PushContext, mutation: MutationIn, changes: ChangeSet
+    session: Session, ctx: PushContext, mutation: MutationIn, changes: ChangeSet, rows: BatchRows
 ) -> tuple[SyncMixin | None, str, int]:
-    """Apply one mutation; returns (row, status, number of conflict records)."""
+    """Apply one mutation; returns (row, status, number of conflict records).
+
+    Every check runs before the first write, so a :class:`Rejected` leaves nothing behind.
+    """
     model = SYNCED_ENTITIES.get(mutation.entity)
     if model is None:
         raise Rejected(f"Unknown entity {mutation.entity!r}.")
@@ -337,7 +431,7 @@ def _apply_one(
         raise Rejected(problem)
     values = decode_fields(model, fields)
     ctx.clock.observe(mutation.hlc)
-    row = session.get(model, mutation.row_id, with_for_update=True, populate_existing=True)
+    row = rows.get(model, mutation.row_id, lock=True)
     if row is not None and row.clinic_id != ctx.clinic_id:
         raise Rejected("This id is already used by a record the server cannot share.")
     if row is None:
@@ -346,18 +440,16 @@ def _apply_one(
                 f"The server has no such {mutation.entity.replace('_', ' ')}; the change that "
                 "created it was probably rejected."
             )
-        return _insert(session, ctx, mutation, model, values, actor, changes), "accepted", 0
+        inserted = _insert(session, ctx, mutation, model, values, actor, changes, rows)
+        return inserted, "accepted", 0
     if getattr(model, "__sync_policy__", "fields") == "append_only":
+        label = mutation.entity.replace("_", " ")
         if mutation.op == "update":
-            raise Rejected(
-                f"{mutation.entity.replace('_', ' ').capitalize()}s never change once written."
-            )
+            raise Rejected(f"{label.capitalize()}s never change once written.")
         if all(getattr(row, key) == value for key, value in values.items()):
             return row, "accepted", 0  # the same row again: idempotent
-        raise Rejected(
-            f"A {mutation.entity.replace('_', ' ')} with this id already exists with other content."
-        )
-    return _update(session, ctx, mutation, model, row, values, actor, changes)
+        raise Rejected(f"A {label} with this id already exists with other content.")
+    return _update(session, ctx, mutation, model, row, values, actor, changes, rows)
 
 
 def _insert(
@@ -368,6 +460,7 @@ def _insert(
     values: dict[str, Any],
     actor: Actor,
     changes: ChangeSet,
+    rows: BatchRows,
 ) -> SyncMixin:
     missing = missing_required(model, values)
     if missing:
@@ -381,8 +474,7 @@ def _insert(
         **values,
     )
     after = {name: getattr(row, name) for name in column_specs(model)}
-    lookup = _lookup(session, ctx.clinic_id)
-    problem = permission_problem(mutation.entity, "insert", actor, None, values, after, lookup)
+    problem = permission_problem(mutation.entity, "insert", actor, None, values, after, rows.lookup)
     if problem:
         raise Rejected(problem)
     problem = frozen_problem(
@@ -391,16 +483,17 @@ def _insert(
         None,
         values,
         after,
-        lookup,
-        _stamp_origin(session),
+        rows.lookup,
+        _stamp_origin(session, changes),
         ctx.device_id,
     )
     if problem:
         raise Rejected(problem)
-    _references_problem(session, model, values, ctx.clinic_id)
-    _unique_problem(session, model, row, set(values) | {"clinic_id"})
+    _references_problem(rows, model, values)
+    if rows.careful:
+        _unique_problem(session, model, row.id, after, set(values) | {"clinic_id"})
     session.add(row)
-    session.flush()
+    rows.added(row)
     if getattr(model, "__sync_policy__", "fields") != "append_only":
         names = [name for name in values if name not in SyncMixin.SYNC_COLUMNS]
         changes.set_stamps(session, row, names, mutation.hlc, ctx.device_id, actor.user_id)
@@ -417,6 +510,7 @@ def _update(
     values: dict[str, Any],
     actor: Actor,
     changes: ChangeSet,
+    rows: BatchRows,
 ) -> tuple[SyncMixin, str, int]:
     entity = mutation.entity
     attempted = {k: v for k, v in values.items() if getattr(row, k) != v}
@@ -436,52 +530,51 @@ def _update(
     )
     if not attempted:
         return row, ("merged" if foreign_change else "accepted"), 0
-    lookup = _lookup(session, ctx.clinic_id)
     after = {name: getattr(row, name) for name in column_specs(model)} | attempted
-    problem = permission_problem(entity, "update", actor, row, attempted, after, lookup)
+    problem = permission_problem(entity, "update", actor, row, attempted, after, rows.lookup)
     if problem:
         raise Rejected(problem)
     problem = frozen_problem(
-        entity, "update", row, attempted, after, lookup, _stamp_origin(session), ctx.device_id
+        entity,
+        "update",
+        row,
+        attempted,
+        after,
+        rows.lookup,
+        _stamp_origin(session, changes),
+        ctx.device_id,
     )
     if problem:
         raise Rejected(problem)
+
+    def concurrent(stamp: dict[str, Any]) -> bool:
+        return bool(stamp.get("v", 0) > mutation.base_version and stamp.get("o") != ctx.device_id)
 
     lost: list[tuple[str, Any, dict[str, Any], Any, dict[str, Any]]] = []
     applied: dict[str, Any] = {}
     incoming_stamp = {"at": mutation.hlc, "o": ctx.device_id, "by": actor.user_id}
     if entity == "visit" and "status" in attempted:
-        current, wanted = row.status, attempted["status"]  # type: ignore[attr-defined]
+        current, wanted = getattr(row, "status"), attempted.pop("status")  # noqa: B009
+        server_stamp = stamps.get("status") or default_stamp
         backwards = current in TERMINAL_STATUSES or STATUS_RANK.get(wanted, -1) <= STATUS_RANK.get(
             current, -1
         )
         if backwards:
-            if len(attempted) == 1:
+            if not attempted:
                 raise Rejected(
                     f"The visit is already {current.replace('_', ' ')}; its status cannot "
                     f"change to {wanted.replace('_', ' ')}."
                 )
-            del attempted["status"]
-            server_stamp = stamps.get("status") or default_stamp
             lost.append(("status", current, server_stamp, wanted, incoming_stamp))
         else:
             applied["status"] = wanted
-            server_stamp = stamps.get("status") or default_stamp
-            if (
-                server_stamp.get("v", 0) > mutation.base_version
-                and server_stamp.get("o") != ctx.device_id
-            ):
+            if concurrent(server_stamp):
                 lost.append(("status", wanted, incoming_stamp, current, server_stamp))
-            del attempted["status"]
 
     for name, value in attempted.items():
         server_stamp = stamps.get(name) or default_stamp
-        concurrent = (
-            server_stamp.get("v", 0) > mutation.base_version
-            and server_stamp.get("o") != ctx.device_id
-        )
         current = getattr(row, name)
-        if not concurrent:
+        if not concurrent(server_stamp):
             applied[name] = value
         elif mutation.hlc > str(server_stamp.get("at", "")):
             applied[name] = value
@@ -490,10 +583,12 @@ def _update(
             lost.append((name, current, server_stamp, value, incoming_stamp))
 
     if applied:
+        prospective = {name: getattr(row, name) for name in column_specs(model)} | applied
+        _references_problem(rows, model, applied)
+        if rows.careful:
+            _unique_problem(session, model, row.id, prospective, set(applied))
         for name, value in applied.items():
             setattr(row, name, value)
-        _references_problem(session, model, applied, ctx.clinic_id)
-        _unique_problem(session, model, row, set(applied))
         row.updated_at = max(row.updated_at or "", mutation.hlc)
         row.updated_by = actor.user_id
         row.origin = ctx.device_id
@@ -525,6 +620,7 @@ def _update(
             origin=SERVER_ORIGIN,
         )
         session.add(record)
+        rows.added(record)
         changes.touch(record, mutation.mutation_id)
     status = "merged" if (foreign_change or lost) else "accepted"
     return row, status, len(lost)

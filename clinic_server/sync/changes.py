@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import SyncMixin
@@ -33,6 +33,7 @@ class ChangeSet:
         self.clinic_id = clinic_id
         self._rows: dict[tuple[str, str], tuple[SyncMixin, str | None]] = {}
         self._stamps: dict[tuple[str, str], RowStamp] = {}
+        self._absent: set[tuple[str, str]] = set()  # known to have no stamp row yet
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -47,12 +48,43 @@ class ChangeSet:
         key = (entity_of(row), row.id)
         stamp = self._stamps.get(key)
         if stamp is None:
-            stamp = session.get(RowStamp, key, with_for_update=True)
+            if key not in self._absent:
+                with session.no_autoflush:
+                    stamp = session.get(RowStamp, key, with_for_update=True)
             if stamp is None:
                 stamp = RowStamp(entity=key[0], row_id=key[1], clinic_id=row.clinic_id, stamps={})
                 session.add(stamp)
             self._stamps[key] = stamp
         return stamp
+
+    def peek_stamp(self, session: Session, row: SyncMixin) -> RowStamp | None:
+        """The row's stamps if it has any (read-only: nothing is created)."""
+        key = (entity_of(row), row.id)
+        if key in self._stamps:
+            return self._stamps[key]
+        if key in self._absent:
+            return None
+        with session.no_autoflush:
+            return session.get(RowStamp, key)
+
+    def prefetch_stamps(self, session: Session, keys: list[tuple[str, str]]) -> None:
+        """Read (and lock) the stamps of many rows in one query per entity."""
+        by_entity: dict[str, set[str]] = {}
+        for entity, row_id in keys:
+            if (entity, row_id) not in self._stamps:
+                by_entity.setdefault(entity, set()).add(row_id)
+        with session.no_autoflush:
+            for entity, ids in sorted(by_entity.items()):
+                found = session.scalars(
+                    select(RowStamp)
+                    .where(RowStamp.entity == entity, RowStamp.row_id.in_(ids))
+                    .order_by(RowStamp.row_id)
+                    .with_for_update()
+                ).all()
+                for stamp in found:
+                    self._stamps[(entity, stamp.row_id)] = stamp
+                self._absent.update((entity, row_id) for row_id in ids)
+                self._absent.difference_update((entity, stamp.row_id) for stamp in found)
 
     def set_stamps(
         self,
@@ -75,20 +107,22 @@ class ChangeSet:
             self._rows.pop(key, None)
             self._rows[key] = (row, mutation_id)
         self._stamps.update(other._stamps)
+        self._absent.difference_update(other._stamps)
 
     def finish(self, session: Session) -> None:
-        """Allocate sequence numbers (taking the clinic's counter lock) and log each row."""
+        """Allocate sequence numbers (taking the clinic's counter lock), version every row,
+        then write rows and log entries together (new rows are inserted with their version)."""
         if not self._rows:
             return
         count = len(self._rows)
-        session.flush()
-        top = session.execute(
-            update(Clinic)
-            .where(Clinic.id == self.clinic_id)
-            .values(change_seq=Clinic.change_seq + count)
-            .returning(Clinic.change_seq)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
+        with session.no_autoflush:
+            top = session.execute(
+                update(Clinic)
+                .where(Clinic.id == self.clinic_id)
+                .values(change_seq=Clinic.change_seq + count)
+                .returning(Clinic.change_seq)
+                .execution_options(synchronize_session=False)
+            ).scalar_one()
         first = int(top) - count + 1
         now = datetime.now(UTC)
         entries: list[dict[str, Any]] = []
@@ -112,7 +146,8 @@ class ChangeSet:
                     for name, value in stamp.stamps.items()
                     if isinstance(value, dict)
                 }
-        session.execute(insert(ChangeLog), entries)
         session.flush()
+        session.execute(insert(ChangeLog), entries)
         self._rows.clear()
         self._stamps.clear()
+        self._absent.clear()
