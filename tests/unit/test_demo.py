@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     # the child inherits both, so this process can open what the child made.
     env = dict(os.environ)
     assert env["PYTHON_KEYRING_BACKEND"].startswith("keyrings.alt.file")
-    assert env["XDG_DATA_HOME"].startswith(("/tmp", os.environ.get("TMPDIR", "/tmp")))
+    assert env["XDG_DATA_HOME"].startswith(tempfile.gettempdir())
     return subprocess.run(
         [sys.executable, "-m", "clinic_desktop.app", *args],
         capture_output=True,
