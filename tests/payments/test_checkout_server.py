@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from clinic_server.payments.tables import StripeCheckout
 from tests.payments.conftest import PATIENT_NAME, PROCEDURE, World
@@ -266,6 +267,14 @@ def test_paid_in_cash_meanwhile_the_online_payment_is_refunded_not_kept(any_worl
     assert confirmed["status"] == "review"
     assert "refunded" in confirmed["message"]
     assert world.bill(bill_id).status == "paid"
+    # An admin finds it in the review list, with the invoice and the refund.
+    world.login(world.add_user("ada", ["admin"]))
+    review = requests.get(
+        f"{world.url}/api/v1/payments/stripe/review", headers=world.headers(), timeout=30
+    ).json()
+    assert [(r["invoice_number"], r["refund_payment_id"]) for r in review] == [
+        ("INV-B-000001", refund.id)
+    ]
 
 
 def test_cancel_expires_the_session_and_leaves_the_bill_payable(world: World):
