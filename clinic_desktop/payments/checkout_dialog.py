@@ -296,7 +296,10 @@ class OnlinePaymentFlow(QObject):
             self._end(FlowOutcome(status, str(error), self.bill_id))
             return
         except Exception:  # a bug must not leave the cashier with a traceback or a stuck button
-            self._end(FlowOutcome("failed", f"Online payment could not start. {STILL_OPEN}", ""))
+            logger.exception("online payment could not start")
+            self._end(
+                FlowOutcome("failed", f"Online payment could not start. {STILL_OPEN}", self.bill_id)
+            )
             return
         dialog = CheckoutDialog(
             checkout, extra_origins=self._extra_origins, parent=self._parent_widget
@@ -334,6 +337,7 @@ class OnlinePaymentFlow(QObject):
                 self._end(FlowOutcome("cancelled", self._closed_message(outcome), bill))
             return
         except Exception:
+            logger.exception("online payment confirmation failed")
             message = f"The online payment was not confirmed. {STILL_OPEN}"
             self._end(FlowOutcome("failed", message, bill))
             return
