@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import sqlcipher3
 from sqlalchemy import Date, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,6 +37,8 @@ PENDING = "pending"
 # Stamp columns follow the fields: while a row has a pending local edit, its local stamp stays.
 _STAMPS = ("updated_at", "updated_by", "origin")
 _CHUNK = 500  # ids per IN (...) query
+# The store's driver is sqlcipher3, whose errors SQLAlchemy's sqlite dialect does not wrap.
+_CLASH = (IntegrityError, sqlcipher3.IntegrityError)
 
 
 @dataclass
@@ -233,13 +236,13 @@ def _insert(
         with session.begin_nested():
             session.execute(table.insert(), inserts)
         return
-    except IntegrityError:
+    except _CLASH:
         pass
     for values in inserts:
         try:
             with session.begin_nested():
                 session.execute(table.insert(), [values])
-        except IntegrityError:
+        except _CLASH:
             log.warning("a %s row from the server clashes with a local row", entity)
             _record_unstorable(session, entity, _jsonable(values), clock.now())
 
