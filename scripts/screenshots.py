@@ -23,7 +23,8 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
 os.environ["XDG_DATA_HOME"] = _KEYRING_HOME
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSize  # noqa: E402
+from PySide6.QtCore import QSize, Qt  # noqa: E402
+from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 SIZE = QSize(1280, 800)
@@ -37,7 +38,11 @@ def process(app: QApplication, rounds: int = 5) -> None:
 def save(widget: QWidget, out: Path, name: str, app: QApplication) -> Path:
     process(app)
     path = out / f"{name}.png"
-    widget.grab().save(str(path), "PNG")
+    # 256 colours and maximum compression: a third of the size, no visible difference for UI.
+    image = widget.grab().toImage().convertToFormat(
+        QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.ThresholdDither
+    )
+    image.save(str(path), "PNG", 0)
     print(f"saved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 
