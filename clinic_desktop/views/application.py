@@ -20,10 +20,12 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from clinic_desktop.views.common import apply_style, run_in_background, settle_heap
 from clinic_desktop.views.signin import SetupWizard, SignInWindow
+from clinic_desktop.views.sync_bridge import SyncBridge
 
 if TYPE_CHECKING:
     from clinic_desktop.services.context import Actor, Desk
     from clinic_desktop.store.open import OpenedStore
+    from clinic_desktop.views import gateway
     from clinic_desktop.views.shell import Shell
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class ClinicApp(QObject):
         self.boards: list[QWidget] = []  # waiting-room boards outlive a sign-out
         self.sign_in = SignInWindow()
         self.sign_in.submitted.connect(self._sign_in)
+        self.sync = SyncBridge()
 
     # ------------------------------------------------------------------ start
     def start(self, *, open_in_background: bool = True) -> None:
@@ -159,6 +162,12 @@ class ClinicApp(QObject):
         assert self.desk is not None
         from clinic_desktop.views import gateway
 
+        assert self.store is not None
+        if not self.sync.connected:
+            try:
+                self.sync.start(self.store, self.desk)
+            except Exception as exc:  # the desk works standalone whatever sync does
+                log.warning("sync could not start: %s", type(exc).__name__)
         self.sign_in.set_ready(True, gateway.clinic_header(self.desk).name)
         self.sign_in.show()
         self.sign_in.raise_()
@@ -199,14 +208,42 @@ class ClinicApp(QObject):
         from clinic_desktop.views import gateway
 
         assert self.desk is not None
-        try:
-            actor = gateway.sign_in(self.desk, username, password)
-        except ClinicError as exc:
-            self.sign_in.show_message(str(exc))
+        desk, transport = self.desk, self.sync.transport
+        if transport is None:  # standalone: a local check, instant
+            try:
+                self._signed_in(gateway.sign_in_anywhere(desk, None, username, password))
+            except ClinicError as exc:
+                self.sign_in.show_message(str(exc))
             return
+        # With a server the check goes over the network first: keep the window responsive.
+        self.sign_in.set_busy(True)
+
+        def failed(exc: BaseException) -> None:
+            self.sign_in.set_busy(False)
+            if isinstance(exc, ClinicError):
+                self.sign_in.show_message(str(exc))
+            else:
+                log.error("sign-in failed: %s", type(exc).__name__)
+                self.sign_in.show_message("Signing in failed; please try again.")
+
+        def done(result: gateway.SignInResult) -> None:
+            self.sign_in.set_busy(False)
+            self._signed_in(result)
+
+        run_in_background(
+            lambda: gateway.sign_in_anywhere(desk, transport, username, password), done, failed
+        )
+
+    def _signed_in(self, result: gateway.SignInResult) -> None:
+        from clinic_desktop.views import gateway
+
+        assert self.desk is not None
+        actor = result.actor
         if gateway.must_change_password(self.desk, actor) and not self._new_password(actor):
             self.sign_in.reset()
             return
+        if result.tokens is not None:
+            self.sync.set_tokens(result.tokens)
         self.open_shell(actor)
 
     def _new_password(self, actor: Actor) -> bool:
@@ -234,6 +271,7 @@ class ClinicApp(QObject):
         return self.shell
 
     def _signed_out(self) -> None:
+        self.sync.set_tokens(None)
         if self.shell is not None:
             self.shell.deleteLater()
             self.shell = None
@@ -265,6 +303,7 @@ def run_gui(data_dir: Path) -> int:
     controller = ClinicApp(data_dir, app)
     controller.start()
     code = app.exec()
+    controller.sync.stop()
     if controller.store is not None:
         controller.store.close()
     return controller.exit_code or code

@@ -61,6 +61,20 @@ def sign_in(desk: Desk, username: str, password: str) -> Actor:
     return users.sign_in(desk, username, password)
 
 
+@dataclass(frozen=True)
+class SignInResult:
+    actor: Actor
+    tokens: Any  # the server's tokens, or None when signed in offline / standalone
+
+
+def sign_in_anywhere(desk: Desk, transport: Any, username: str, password: str) -> SignInResult:
+    """The server when this desk has one and it answers, else this desk's own accounts."""
+    from clinic_desktop.sync.enrolment import sign_in_anywhere as sign_in_any
+
+    result = sign_in_any(desk, transport, username, password)
+    return SignInResult(result.actor, result.tokens)
+
+
 def must_change_password(desk: Desk, actor: Actor) -> bool:
     return users.must_change_password(desk, actor)
 

@@ -7,6 +7,7 @@ shown or while the window is locked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,6 +221,16 @@ class Shell(QMainWindow):
         self.idle.idle.connect(self.lock)
         self.ctx.events.settings_changed.connect(self._settings_changed)
         self.ctx.events.sync_state.connect(self.sync_label.setText)
+        bridge = app.sync
+        if bridge.connected:
+            from clinic_desktop.views.sync_bridge import describe
+
+            if bridge.last_status is not None:
+                self.sync_label.setText(describe(bridge.last_status))
+            else:
+                self.sync_label.setText("Connecting to the server...")
+        bridge.status_text.connect(self.sync_label.setText)
+        bridge.rows_changed.connect(self._rows_arrived)
 
         if self.roles:
             self.switch_role(self.roles[0])
@@ -367,6 +378,23 @@ class Shell(QMainWindow):
             page.setFocus()
         return True
 
+    def _rows_arrived(self, changes: dict[str, list[str]]) -> None:
+        """Rows from other desks arrived: refresh the lists that show them."""
+        from clinic_desktop.views import sync_bridge
+
+        kinds = set(changes)
+        events = self.ctx.events
+        if kinds & sync_bridge.QUEUE_ENTITIES:
+            events.queue_changed.emit()
+        if kinds & sync_bridge.PATIENT_ENTITIES:
+            events.patients_changed.emit()
+        if kinds & sync_bridge.BILL_ENTITIES:
+            events.bills_changed.emit()
+        if kinds & sync_bridge.USER_ENTITIES:
+            events.users_changed.emit()
+        if kinds & sync_bridge.SETTINGS_ENTITIES:
+            events.settings_changed.emit()
+
     def _settings_changed(self) -> None:
         from clinic_desktop.views import gateway
 
@@ -397,6 +425,13 @@ class Shell(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.idle.stop()
+        bridge = self.ctx.app.sync
+        for signal, slot in (
+            (bridge.status_text, self.sync_label.setText),
+            (bridge.rows_changed, self._rows_arrived),
+        ):
+            with contextlib.suppress(RuntimeError, TypeError):
+                signal.disconnect(slot)
         super().closeEvent(event)
         self.signed_out.emit()
 

@@ -100,6 +100,11 @@ class SignInWindow(QWidget):
             self.clinic_label.setText(clinic_name)
             self.username.setFocus()
 
+    def set_busy(self, busy: bool) -> None:
+        """While the server checks the password: no second submit, say what is happening."""
+        self.sign_in_button.setEnabled(not busy)
+        self.status.setText("Signing in..." if busy else "")
+
     def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.password.selectAll()
