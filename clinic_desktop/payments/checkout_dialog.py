@@ -510,3 +510,13 @@ def attach_to_billing_window(
         on_status=worker.events.on_status if worker is not None else None,
         online=worker.status.online if worker is not None else None,
     )
+
+
+def attach_if_connected(window: BillingWindowLike, app: object) -> OnlinePaymentFlow | None:
+    """For the shell: wire online payment into a new billing page when the application's
+    sync bridge (``app.sync``: ``connected``, ``transport``, ``worker``) has a server;
+    a standalone desk keeps the button off with its "not set up" reason."""
+    sync = getattr(app, "sync", None)
+    if sync is None or not getattr(sync, "connected", False):
+        return None
+    return attach_to_billing_window(window, sync.transport, getattr(sync, "worker", None))

@@ -19,7 +19,7 @@ from clinic_desktop.payments.checkout_dialog import (
     CheckoutDialog,
     FlowOutcome,
     OnlinePaymentFlow,
-    attach_to_billing_window,
+    attach_if_connected,
     install_online_payments,
 )
 from clinic_desktop.payments.online_payments import OnlinePaymentsClient
@@ -63,8 +63,9 @@ def billing_window(
     )
     window = BillingWindow(ctx)
     qtbot.addWidget(window)
-    if client is None:
-        flow = attach_to_billing_window(window, handle.transport, worker)
+    if client is None:  # what the shell does for a desk whose sync bridge has a server
+        sync = SimpleNamespace(connected=True, transport=handle.transport, worker=worker)
+        flow = attach_if_connected(window, SimpleNamespace(sync=sync))
     else:
         # extra_origins from CLINIC_STRIPE_STANDIN_ORIGIN, as a demo desk would set it
         flow = install_online_payments(window, client, request_pull=handle.sync)

@@ -293,3 +293,20 @@ def test_offline_turns_the_online_button_off_with_the_reason(qtbot: QtBot, bare_
     qtbot.waitUntil(window.online_button.isEnabled, timeout=2000)
     listeners[0](SimpleNamespace(online=False))
     qtbot.waitUntil(lambda: not window.online_button.isEnabled(), timeout=2000)
+
+
+def test_a_standalone_desk_keeps_the_online_button_off(qtbot: QtBot, bare_desk):
+    from clinic_desktop.services.context import Actor
+    from clinic_desktop.views.billing import ONLINE_NOT_SET_UP, BillingWindow
+    from clinic_desktop.views.shell import DeskEvents, ViewContext
+
+    actor = Actor("u", "casey", "Casey Cashier", frozenset({"billing"}))
+    app = SimpleNamespace(desk=bare_desk, store=None, sync=SimpleNamespace(connected=False))
+    window = BillingWindow(ViewContext(app=app, actor=actor, events=DeskEvents()))  # type: ignore[arg-type]
+    qtbot.addWidget(window)
+
+    assert checkout_dialog.attach_if_connected(window, app) is None
+    window.bill = SimpleNamespace(status="issued", balance_minor=2500, payments=[])  # type: ignore[assignment]
+    window._update_buttons()
+    assert not window.online_button.isEnabled()
+    assert window.online_button.toolTip() == ONLINE_NOT_SET_UP
