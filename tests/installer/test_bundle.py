@@ -20,7 +20,9 @@ import pytest
 from clinic_desktop import __version__
 from tests.installer.conftest import EXE_NAME, ROOT, run_bundle
 
-pytestmark = pytest.mark.installer
+# The first test to ask for the bundle builds it (1-4 minutes on 2 busy cores): give the
+# build room beyond the suite's 300 s per-test limit.
+pytestmark = [pytest.mark.installer, pytest.mark.timeout(1200)]
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
 # Regression guard: a naive one-folder PySide6 + QtWebEngine bundle weighs ~600 MB; ours

@@ -89,6 +89,7 @@ def test_inno_setup_icons_exist_in_the_repository() -> None:
 
 
 @pytest.mark.installer
+@pytest.mark.timeout(1200)  # may be the test that builds the bundle
 def test_every_path_the_inno_setup_script_names_exists(bundle_dir: Path) -> None:
     text = ISS.read_text("utf-8")
     defines = _iss_defines(text)
@@ -233,6 +234,7 @@ def test_install_refuses_a_folder_without_the_program(tmp_path: Path) -> None:
 
 
 @pytest.mark.installer
+@pytest.mark.timeout(1200)  # may be the test that builds the bundle
 def test_tarball_installs_a_bundle_that_runs(
     bundle_dir: Path, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
