@@ -54,7 +54,7 @@ class MutationModel(BaseModel):
     op: Literal["insert", "update"]
     fields: dict[str, Any]
     base_version: int = Field(ge=0, le=2**62)
-    hlc: str = Field(min_length=23, max_length=64, pattern=r"^[0-9]{15}-[0-9]{6}-[^\s]+$")
+    hlc: str = Field(min_length=23, max_length=64, pattern=r"^[0-9]{15}-[0-9]{6}-[A-Za-z0-9._:-]+$")
     actor_id: str | None = Field(default=None, max_length=36, pattern=r"^[^\x00]*$")
 
 

@@ -6,6 +6,7 @@ datetime) must become a readable rejection, never a database error.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -63,6 +64,15 @@ def column_specs(model: type[Any]) -> dict[str, ColumnSpec]:
     return specs
 
 
+def _encodable(text: str) -> bool:
+    """PostgreSQL stores UTF-8; a lone surrogate from JSON ``\\ud800`` cannot be encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _type_problem(spec: ColumnSpec, value: Any) -> str | None:
     if value is None:
         return None if spec.nullable else "must not be empty (null)"
@@ -73,6 +83,8 @@ def _type_problem(spec: ColumnSpec, value: Any) -> str | None:
             return f"is too long (at most {spec.max_len} characters)"
         if "\x00" in value:
             return "must not contain NUL characters"
+        if not _encodable(value):
+            return "is not valid text (broken Unicode)"
         return None
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -102,9 +114,13 @@ def _type_problem(spec: ColumnSpec, value: Any) -> str | None:
             return "must carry a UTC offset"
         return None
     if spec.kind == "list":
-        return None if isinstance(value, list) else "must be a list"
+        if not isinstance(value, list):
+            return "must be a list"
+        return None if _encodable(json.dumps(value, ensure_ascii=False)) else "is not valid text"
     if spec.kind == "dict":
-        return None if isinstance(value, dict) else "must be an object"
+        if not isinstance(value, dict):
+            return "must be an object"
+        return None if _encodable(json.dumps(value, ensure_ascii=False)) else "is not valid text"
     return None
 
 

@@ -643,3 +643,29 @@ def test_actor_must_have_signed_in_on_the_pushing_workstation(world: World) -> N
     vouched = rosa.push_one(mutation("prescription", rx["id"], rx, actor_id=doctor_id))
     assert vouched["status"] == "accepted"
     assert vouched["row"]["updated_by"] == doctor_id
+
+
+def test_text_postgres_cannot_store_is_refused_not_a_500(world: World) -> None:
+    admin = world.admin_on["A"]
+    row_id = str(uuid.uuid4())
+    fields = patient_fields(world.clinic_id, row_id, "P-A-000001")
+    body = (
+        '{"mutations": [{"mutation_id": "%s", "entity": "patient", "row_id": "%s", "op": '
+        '"insert", "fields": %s, "base_version": 0, "hlc": "%s"}]}'
+    )
+    import json as _json
+
+    surrogate = _json.dumps(fields | {"full_name": "x"}).replace('"x"', '"bad \\ud800 text"')
+    listed = _json.dumps(fields).replace("}", ', "notes": "ok"}')
+    cases = [
+        body % (uuid.uuid4(), row_id, surrogate, hlc()),
+        body % (uuid.uuid4(), row_id, listed, "000001732547123456-000000-a\\u0000b"),
+        body % ("bad\\ud800id", row_id, listed, hlc()),
+    ]
+    headers = admin.headers() | {"Content-Type": "application/json"}
+    for text in cases:
+        response = world.http.post("/api/v1/sync/push", content=text.encode(), headers=headers)
+        assert response.status_code < 500, response.text
+        if response.status_code == 200:
+            assert response.json()["results"][0]["status"] == "rejected"
+    assert not _visible_patients(world)
