@@ -306,7 +306,13 @@ class Shell(QMainWindow):
         if role == "billing":
             from clinic_desktop.views.billing import BillingWindow
 
-            return BillingWindow(self.ctx)
+            billing = BillingWindow(self.ctx)
+            if getattr(getattr(self.ctx.app, "sync", None), "connected", False):
+                # Only a desk with a server can take Stripe payments (QtWebEngine loads here).
+                from clinic_desktop.payments.checkout_dialog import attach_if_connected
+
+                attach_if_connected(billing, self.ctx.app)
+            return billing
         from clinic_desktop.views.admin import AdminWindow
 
         return AdminWindow(self.ctx)
