@@ -49,7 +49,7 @@ echo "run-tests: pytest ${extra_args[*]} $*"
 "$BIN/python" -m pytest "${extra_args[@]}" "$@" 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
 
-summary="$(grep -E '^=+ .*(passed|failed|error|no tests ran|skipped).* in [0-9.]+s' "$log" | tail -n 1)"
+summary="$(grep -E '^=+ .* in [0-9.]+s( \([0-9:]+\))? =+$' "$log" | tail -n 1)"
 if [[ "$test_status" -eq 5 ]]; then
     echo "run-tests: pytest collected no tests (exit code 5): that is a failure" >&2
     test_status=1
