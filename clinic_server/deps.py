@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 
 from clinic_desktop.models import User, Workstation
 from clinic_desktop.sync import protocol
@@ -82,8 +83,12 @@ def current_principal(
     except TokenInvalid as exc:
         raise _unauthorized(str(exc)) from None
     with state.db.read() as session:
-        user = session.get(User, claims.user_id)
-        auth = session.get(AuthSession, claims.session_id)
+        found = session.execute(
+            select(User, AuthSession)
+            .outerjoin(AuthSession, AuthSession.id == claims.session_id)
+            .where(User.id == claims.user_id)
+        ).first()
+        user, auth = (found[0], found[1]) if found is not None else (None, None)
         if user is None or user.deleted or user.clinic_id != claims.clinic_id:
             raise _unauthorized("This account no longer exists.")
         if user.disabled:
@@ -127,8 +132,12 @@ def current_device(
 ) -> Device:
     """The enrolled, unrevoked workstation of the signed-in user's clinic."""
     with state.db.read() as session:
-        credential = session.get(DeviceCredential, x_device_id)
-        workstation = session.get(Workstation, x_device_id)
+        found = session.execute(
+            select(DeviceCredential, Workstation)
+            .join(Workstation, Workstation.id == DeviceCredential.device_id)
+            .where(DeviceCredential.device_id == x_device_id)
+        ).first()
+        credential, workstation = (found[0], found[1]) if found is not None else (None, None)
         if (
             credential is None
             or workstation is None
