@@ -139,41 +139,46 @@ ensure_venv() {
     say "creating $VENV with $python ($("$python" --version 2>&1))"
     rm -rf "$VENV"
     if ! "$python" -m venv "$VENV"; then
-        say "venv creation failed; on Debian/Ubuntu: apt-get install python3-venv" >&2
-        exit 1
+        # Debian/Ubuntu ship venv's pip bootstrap (ensurepip) in a separate package.
+        rm -rf "$VENV"
+        local minor
+        minor="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+        if [[ "$USE_APT" -eq 1 && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            apt_install python3-venv "python$minor-venv"
+            "$python" -m venv "$VENV" || { say "venv creation failed" >&2; exit 1; }
+        else
+            say "venv creation failed; on Debian/Ubuntu: apt-get install python$minor-venv" >&2
+            exit 1
+        fi
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
 }
 
 ensure_project() {
     local stamp="$VENV/.clinic-desk-installed"
-    local want
     # pyproject.toml reads the version from clinic_desktop/__init__.py: a bump must reinstall.
-    want="$(cat "$ROOT/pyproject.toml" "$ROOT/clinic_desktop/__init__.py" | sha256sum \
-        | cut -d' ' -f1) extras=$EXTRAS"
+    local digest extras="$EXTRAS" have="" have_digest="" have_extras=""
+    digest="$(cat "$ROOT/pyproject.toml" "$ROOT/clinic_desktop/__init__.py" | sha256sum \
+        | cut -d' ' -f1)"
     if [[ -f "$stamp" ]]; then
-        local have
         have="$(cat "$stamp")"
-        # An earlier install with a superset of the wanted extras is good enough.
-        if [[ "${have%% *}" == "${want%% *}" ]]; then
-            local have_extras=",${have#*extras=}," missing_extra=0 extra
-            IFS=',' read -r -a wanted_extras <<<"$EXTRAS"
-            for extra in "${wanted_extras[@]}"; do
-                [[ -z "$extra" || "$have_extras" == *",$extra,"* ]] || missing_extra=1
-            done
-            if [[ "$missing_extra" -eq 0 ]]; then
-                say "Python packages up to date ($VENV)"
-                return 0
-            fi
-            want="${want%% *} extras=$(printf '%s,%s' "${have#*extras=}" "$EXTRAS" \
-                | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
-        fi
+        have_digest="${have%% *}"
+        have_extras="${have#*extras=}"
+    fi
+    # Installing never drops what an earlier run installed, so keep the union of extras.
+    local union
+    union="$(printf '%s,%s' "$have_extras" "$extras" | tr ',' '\n' | sed '/^$/d' | sort -u \
+        | paste -sd, -)"
+    if [[ "$have_digest" == "$digest" && "$union" == "$(printf '%s' "$have_extras" \
+        | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)" ]]; then
+        say "Python packages up to date ($VENV)"
+        return 0
     fi
     local spec="$ROOT"
-    [[ -n "$EXTRAS" ]] && spec="$ROOT[${want#*extras=}]"
+    [[ -n "$union" ]] && spec="$ROOT[$union]"
     say "installing the project: pip install -e '$spec'"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
-    echo "$want" >"$stamp"
+    echo "$digest extras=$union" >"$stamp"
 }
 
 ensure_system_packages
