@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any, Literal
 
@@ -175,8 +174,6 @@ async def changes(
             await state.notifier.wait(
                 clinic_id, min(remaining, state.settings.poll_interval_seconds)
             )
-    except asyncio.CancelledError:
-        raise
     finally:
         if waiting:
             state.metrics.connected.dec()

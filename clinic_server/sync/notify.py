@@ -28,7 +28,6 @@ class ChangeNotifier:
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.waiting = 0
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -39,14 +38,12 @@ class ChangeNotifier:
         self._loop = loop
         future: asyncio.Future[None] = loop.create_future()
         self._waiters[clinic_id].add(future)
-        self.waiting += 1
         try:
             await asyncio.wait_for(future, timeout)
             return True
         except TimeoutError:
             return False
         finally:
-            self.waiting -= 1
             self._waiters[clinic_id].discard(future)
             if not self._waiters[clinic_id]:
                 self._waiters.pop(clinic_id, None)
