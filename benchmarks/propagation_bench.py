@@ -117,7 +117,11 @@ class Server:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(15)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:  # open long polls hold a graceful stop
+                self.proc.kill()
+                self.proc.wait(5)
 
     def admin_token(self) -> str:
         if self._token is None:
@@ -221,8 +225,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from clinic_desktop.services import patients, users
-    from clinic_desktop.sync.enrolment import enrol, load_credential
-    from clinic_desktop.sync.transport import Transport
+    from clinic_desktop.sync.transport import DeviceCredential, Transport
     from clinic_desktop.sync.worker import SyncWorker
 
     root = Path(tempfile.mkdtemp(prefix="clinic-prop-"))
@@ -262,20 +265,21 @@ def main() -> None:
         worker_b.start()
 
         # The simulated desks: enrolled devices whose pull threads long-poll the server.
-        from clinic_desktop.store.open import open_store
-
         pollers: list[Poller] = []
         poll_seen: list[dict[str, float]] = []
         head = int(transport_a.snapshot_start()["cursor"])
         for _ in range(max(0, args.desks - 2)):
             code = next(codes)
-            store = open_store(root / f"sim-{code}")
-            enrol(store, server.url, server.enrolment_code(), code, "sim", allow_insecure=True)
+            # A simulated desk needs no store: just its credential and a signed-in user.
+            answer = Transport(server.url, allow_insecure=True).enrol(
+                server.enrolment_code(), code, "sim"
+            )
             transport = Transport(
-                server.url, allow_insecure=True, credential=load_credential(store.data_dir)
+                server.url,
+                allow_insecure=True,
+                credential=DeviceCredential(answer["device_id"], answer["device_secret"]),
             )
             transport.login("rita", PASSWORD)
-            store.close()
             seen: dict[str, float] = {}
             poller = Poller(transport, head, seen)
             poller.start()
