@@ -25,7 +25,7 @@ from clinic_desktop.models.visit import STATUS_RANK, TERMINAL_STATUSES
 from clinic_desktop.sync import protocol
 from clinic_server.db import Database
 from clinic_server.sync.changes import ChangeSet, entity_of
-from clinic_server.sync.rules import Actor, frozen_problem, permission_problem
+from clinic_server.sync.rules import Actor, frozen_problem, permission_problem, value_problem
 from clinic_server.sync.validate import column_specs, fields_problem, missing_required
 from clinic_server.tables import AppliedMutation, DeviceUser
 
@@ -427,6 +427,9 @@ def _apply_one(
     if fields.pop("clinic_id", ctx.clinic_id) != ctx.clinic_id:
         raise Rejected("This record belongs to another clinic.")
     problem = fields_problem(model, fields)
+    if problem:
+        raise Rejected(problem)
+    problem = value_problem(mutation.entity, fields)
     if problem:
         raise Rejected(problem)
     values = decode_fields(model, fields)

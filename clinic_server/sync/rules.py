@@ -10,7 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clinic_desktop.models import Bill, Prescription
+from clinic_desktop.models import ROLES, Bill, Prescription
+from clinic_desktop.models.billing import BILL_STATUSES, PAYMENT_METHODS
+from clinic_desktop.models.patient import BLOOD_GROUPS, SEXES
+from clinic_desktop.models.visit import VISIT_STATUSES
 
 ADMIN, RECEPTION, DOCTOR, BILLING = "admin", "receptionist", "doctor", "billing"
 
@@ -210,4 +213,28 @@ def frozen_problem(
                 f"Invoice {bill.invoice_number or ''} is issued; its items are frozen "
                 "(cancel it with a credit note instead)."
             )
+    return None
+
+
+# Closed vocabularies: a value outside them would confuse every desk that pulls the row.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("visit", "status"): VISIT_STATUSES,
+    ("bill", "status"): BILL_STATUSES,
+    ("payment", "method"): PAYMENT_METHODS,
+    ("patient", "sex"): SEXES,
+    ("patient", "blood_group"): BLOOD_GROUPS,
+    ("prescription", "status"): ("draft", "signed"),
+    ("conflict_record", "resolution"): ("open", "kept", "restored"),
+}
+
+
+def value_problem(entity: str, values: Mapping[str, Any]) -> str | None:
+    """Why a value is outside its field's closed vocabulary, or ``None``."""
+    for (name_entity, name), allowed in CHOICES.items():
+        if name_entity == entity and name in values and values[name] not in allowed:
+            return f"Field {name!r} must be one of: {', '.join(a or '(empty)' for a in allowed)}."
+    if entity == "user_account" and "roles" in values:
+        roles = values["roles"] or []
+        if not all(isinstance(role, str) and role in ROLES for role in roles):
+            return f"Roles must be among: {', '.join(ROLES)}."
     return None

@@ -669,3 +669,24 @@ def test_text_postgres_cannot_store_is_refused_not_a_500(world: World) -> None:
         if response.status_code == 200:
             assert response.json()["results"][0]["status"] == "rejected"
     assert not _visible_patients(world)
+
+
+@pytest.mark.parametrize(
+    ("entity", "fields", "words"),
+    [
+        ("patient", {"sex": "robot"}, "'sex' must be one of"),
+        ("user_account", {"roles": ["superuser"]}, "Roles must be among"),
+    ],
+)
+def test_values_outside_a_closed_vocabulary_are_rejected(
+    world: World, entity: str, fields: dict[str, Any], words: str
+) -> None:
+    row_id = str(uuid.uuid4())
+    base = (
+        patient_fields(world.clinic_id, row_id, "P-A-000001")
+        if entity == "patient"
+        else {"id": row_id, "username": "zed", "full_name": "Zed", "password_hash": "x"}
+    )
+    result = world.admin_on["A"].push_one(mutation(entity, row_id, base | fields))
+    assert result["status"] == "rejected"
+    assert words in result["reason"]
