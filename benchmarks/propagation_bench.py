@@ -261,6 +261,14 @@ def main() -> None:
                 arrived_b.setdefault(row_id, now)
 
         worker_b.events.on_rows_changed(on_rows)
+        pushed: dict[str, float] = {}
+        current: list[str] = []
+
+        def on_status_a(status: Any) -> None:
+            if status.pending == 0 and current and current[-1] not in pushed:
+                pushed[current[-1]] = time.monotonic()
+
+        worker_a.events.on_status(on_status_a)
         worker_a.start()
         worker_b.start()
 
@@ -299,6 +307,7 @@ def main() -> None:
                 confirm_not_duplicate=True,
             )
             saved_at[patient.id] = started
+            current.append(patient.id)
             deadline = time.monotonic() + 10
             while patient.id not in arrived_b and time.monotonic() < deadline:
                 time.sleep(0.002)
@@ -308,6 +317,7 @@ def main() -> None:
         store_to_store = [arrived_b[i] - t for i, t in saved_at.items() if i in arrived_b]
         to_pollers = [seen[i] - t for seen in poll_seen for i, t in saved_at.items() if i in seen]
         missing_b = sum(1 for i in saved_at if i not in arrived_b)
+        push_answered = [pushed[i] - t for i, t in saved_at.items() if i in pushed]
         for poller in pollers:
             poller.stopping.set()
         worker_a.stop()
@@ -319,6 +329,7 @@ def main() -> None:
             "saves": args.saves,
             "save_on_A_to_row_in_B_store": summary(store_to_store),
             "save_on_A_to_change_received_by_simulated_desks": summary(to_pollers),
+            "save_on_A_to_push_answered": summary(push_answered),
             "missing_in_B": missing_b,
             "target_p95_ms": 1000,
             "cpu_count": os.cpu_count(),
