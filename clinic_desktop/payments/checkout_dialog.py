@@ -18,6 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# QtWebEngine builds its view from Qt Quick items. Without the QtQuick bindings loaded,
+# PySide6 6.12 crashes (segfault in shiboken's type heuristics) the first time an
+# application-wide Python event filter, such as the idle lock's, sees one of those items.
+import PySide6.QtQuick  # noqa: F401
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWebEngineCore import (

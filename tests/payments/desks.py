@@ -92,7 +92,11 @@ class ServerProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(15)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:  # a long poll keeps graceful shutdown waiting
+                self.proc.kill()
+                self.proc.wait(10)
         self.proc = None
 
     def admin_token(self) -> str:
@@ -207,9 +211,8 @@ def start_clinic(root: Path) -> StripeClinic:
     return StripeClinic(root=root, standin=standin, server=server)
 
 
-def issued_bill_for_a_finished_visit(handle: DeskHandle) -> str:
-    """The path a real bill takes on the billing desk: staff, a patient, a token, the
-    doctor finishes the visit, the cashier bills it and issues it; then it is pushed."""
+def finished_visit(handle: DeskHandle) -> str:
+    """Staff, a price list, a patient and a token; the doctor finishes the visit (pushed)."""
     admin = handle.actors["admin"]
     doctor = users.create_user(
         handle.desk,
@@ -251,8 +254,15 @@ def issued_bill_for_a_finished_visit(handle: DeskHandle) -> str:
     for step in (queue.call, queue.start, queue.complete):
         step(handle.desk, doc, visit.id)
     handle.sync()
+    return visit.id
+
+
+def issued_bill_for_a_finished_visit(handle: DeskHandle) -> str:
+    """The path a real bill takes on the billing desk: a finished visit, the cashier bills
+    it and issues it; then it is pushed."""
+    visit_id = finished_visit(handle)
     cashier = handle.sign_in("casey")
-    bill = billing.create_bill_for_visit(handle.desk, cashier, visit.id)
+    bill = billing.create_bill_for_visit(handle.desk, cashier, visit_id)
     billing.issue_bill(handle.desk, cashier, bill.id)
     handle.sync()
     return bill.id
