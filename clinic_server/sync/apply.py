@@ -662,4 +662,4 @@ def server_write(
     changes.touch(row)
 
 
-__all__ = ["MutationIn", "PushContext", "PushStats", "Rejected", "protocol", "push", "server_write"]
+__all__ = ["MutationIn", "PushContext", "PushStats", "Rejected", "push", "server_write"]
