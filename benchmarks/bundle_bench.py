@@ -87,6 +87,7 @@ def build(spec: Path, out: Path) -> float:
 
 
 def build_naive(out: Path) -> tuple[float, float]:
+    out.mkdir(parents=True, exist_ok=True)
     script = out / "naive.py"
     script.write_text(NAIVE, encoding="utf-8")
     started = time.perf_counter()
