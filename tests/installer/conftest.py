@@ -27,6 +27,7 @@ BUNDLE_INPUTS = (
     "resources",
     "installer/clinic-desktop.spec",
     "installer/clinic_desktop_main.py",
+    "installer/bundle_filter.py",
     "pyproject.toml",
 )
 
