@@ -36,7 +36,7 @@ from clinic_desktop.models.patient import BLOOD_GROUPS, SEXES
 from clinic_desktop.services.audit import record_event
 from clinic_desktop.services.context import Actor, Desk
 from clinic_desktop.services.errors import ClinicError, InvalidState, NotFound, ValidationError
-from clinic_desktop.services.numbering import next_patient_number
+from clinic_desktop.services.numbering import next_patient_number, patient_number
 from clinic_desktop.services.users import authorize
 
 WRITE_ROLES = ("admin", "receptionist")
@@ -638,20 +638,25 @@ _NAME_SQL = """
     WHERE f.patient_name_fts MATCH :query AND p.deleted = 0 AND p.merged_into IS NULL
     ORDER BY f.rowid DESC
     LIMIT :limit"""
-_CODE_SQL = """
+_PHONE_SQL = """
     SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
-    FROM patient_code_fts f
-    JOIN patient_search_key k ON k.k = f.rowid
+    FROM patient_phone_suffix s
+    JOIN patient_search_key k ON k.k = s.k
     JOIN patient p ON p.id = k.patient_id
-    WHERE f.patient_code_fts MATCH :query AND p.deleted = 0 AND p.merged_into IS NULL
-    ORDER BY f.rowid DESC
+    WHERE s.suffix >= :low AND s.suffix < :high AND p.deleted = 0 AND p.merged_into IS NULL
     LIMIT :limit"""
 _EXACT_SQL = """
     SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
     FROM patient p
-    WHERE (p.patient_number = :number OR p.phone = :phone)
-      AND p.deleted = 0 AND p.merged_into IS NULL
+    WHERE p.phone IN (:phone, :plus_phone) AND p.deleted = 0 AND p.merged_into IS NULL
     LIMIT :limit"""
+_NUMBER_SQL = """
+    SELECT p.id, p.patient_number, p.full_name, p.phone, p.sex, p.date_of_birth, p.dob_estimated
+    FROM patient p
+    WHERE p.clinic_id = :clinic AND p.patient_number = :number
+      AND p.deleted = 0 AND p.merged_into IS NULL"""
+_DESK_CODES_SQL = "SELECT DISTINCT desk_code FROM workstation"
+_NUMBER = re.compile(r"(?:P-?)?([A-Z]{1,3})-?(\d{1,9})")
 _MAX_TERM_VARIANTS = 12
 
 
@@ -803,8 +808,9 @@ def warm_up_search(desk: Desk) -> None:
 def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
     """Find live patients by name, phone or patient number, best matches first.
 
-    - a patient number or a whole phone number finds that patient first;
-    - 3 or more digits find phones and patient numbers containing them;
+    - a patient number (``P-B-000123``, ``B-123`` or its digits) finds that patient first;
+    - a whole phone number comes next, then phones containing the digits (3 or more),
+      those ending in them first;
     - words find names by prefix (``moh kha`` finds ``Mohammed Khan``), in any script;
     - when that finds too little, words of 4+ letters also match names a typo or two away.
 
@@ -818,33 +824,36 @@ def search(desk: Desk, query: str, limit: int = 20) -> list[PatientHit]:
         return []
     compact = _PHONE_SEPARATORS.sub("", cleaned)
     digits_like = bool(re.fullmatch(r"\+?\d+", compact))
+    number = _NUMBER.fullmatch(compact.upper())
     hits: dict[str, PatientHit] = {}
     with _snapshot(desk) as cursor:
-        # 1. exact patient number or whole phone number
-        phone = compact
-        if phone.startswith("00"):
-            phone = "+" + phone[2:]
-        if len(compact) >= 5:
-            _collect(
-                hits,
-                cursor.execute(
-                    _EXACT_SQL, {"number": cleaned.upper(), "phone": phone, "limit": limit}
-                ),
-                "number" if not digits_like else "phone",
-                limit,
-            )
-        # 2. digit fragments (3+) anywhere in phone numbers and patient numbers
+        # 1. patient numbers, exactly: "P-B-000123", "b-123", or just the digits "000123"
+        codes: list[str] = []
+        if number is not None:
+            codes = [number.group(1)]
+        elif digits_like and len(compact) <= 9:
+            codes = [desk.desk_code] + [
+                str(code) for (code,) in cursor.execute(_DESK_CODES_SQL).fetchall()
+            ]
+        digits = number.group(2) if number is not None else compact
+        for code in dict.fromkeys(codes):
+            wanted = patient_number(code, int(digits))
+            cursor.execute(_NUMBER_SQL, {"clinic": desk.clinic_id, "number": wanted})
+            _collect(hits, cursor, "number", limit)
+        # 2. a whole phone number, then phones containing the digits (3 or more)
+        if digits_like and len(compact) >= 6:
+            bare = compact.lstrip("+")
+            if compact.startswith("00"):
+                bare = compact[2:]
+            params = {"phone": bare, "plus_phone": "+" + bare, "limit": limit}
+            _collect(hits, cursor.execute(_EXACT_SQL, params), "phone", limit)
         fragment = compact.lstrip("+")
-        if len(fragment) >= 3 and any(ch.isdigit() for ch in fragment):
-            _collect(
-                hits,
-                cursor.execute(_CODE_SQL, {"query": _quote(fragment), "limit": limit}),
-                "phone" if digits_like else "number",
-                limit,
-            )
+        if digits_like and len(fragment) >= 3 and len(hits) < limit:
+            # Digits sort before ":", so this range is every suffix starting with the fragment.
+            params = {"low": fragment, "high": fragment + ":", "limit": limit}
+            _collect(hits, cursor.execute(_PHONE_SQL, params), "phone", limit)
         # 3. names: whole words first, then prefixes, then typo-tolerant words
-        number_like = bool(re.fullmatch(r"(?i)(P-)?[A-Z]{1,3}-?\d+", compact))
-        tokens = [] if digits_like or number_like else name_tokens(cleaned)[:6]
+        tokens = [] if digits_like or number is not None else name_tokens(cleaned)[:6]
         if tokens and len(hits) < limit:
             exact = " AND ".join(_quote(t) for t in tokens)
             _collect(

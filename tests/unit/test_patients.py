@@ -518,7 +518,20 @@ def test_search_by_phone_fragment_whole_phone_and_patient_number(
     assert ids(patients.search(staff.desk, "300123")) == [khan.id]
     assert patients.search(staff.desk, "0300 123-4567")[0].match == "phone"
     assert ids(patients.search(staff.desk, khan.patient_number.lower()))[0] == khan.id
-    assert khan.id in ids(patients.search(staff.desk, khan.patient_number[-6:]))
+    assert khan.patient_number == "P-A-000002"
+    for typed in ("000002", "2", "a-2", "A2", "p-a-2"):
+        hits = patients.search(staff.desk, typed)
+        assert hits[0].id == khan.id, typed
+        assert hits[0].match == "number"
+
+
+def test_phones_ending_in_the_digits_come_first(staff: Staff) -> None:
+    middle = register(staff, "Middle Digits", phone="5554321999")
+    ending = register(staff, "Ending Digits", phone="5559994321")
+    hits = patients.search(staff.desk, "4321")
+    assert ids(hits) == [ending.id, middle.id]
+    assert {h.match for h in hits} == {"phone"}
+    assert patients.search(staff.desk, "43") == []  # too short to mean a phone fragment
 
 
 def test_search_input_is_never_query_syntax(staff: Staff, population: dict[str, Patient]) -> None:
@@ -624,3 +637,16 @@ def test_search_does_not_wait_for_a_writer(staff: Staff) -> None:
     assert time.perf_counter() - started < 5  # the busy timeout is 30 s
     assert hits == [known.id]  # the uncommitted row is not visible yet
     assert len(patients.search(staff.desk, "steady")) == 2
+
+
+def test_rerunning_the_index_ddl_rebuilds_it_without_duplicates(staff: Staff) -> None:
+    from clinic_desktop.store.patient_index import create_patient_index
+
+    one = register(staff, "Rebuild Me", phone="5551230000")
+    two = register(staff, "Rebuild You", phone="5551239999")
+    with staff.desk.engine.begin() as connection:
+        create_patient_index(connection)
+        suffixes = connection.execute(text("SELECT count(*) FROM patient_phone_suffix")).scalar()
+    assert suffixes == 2 * (len("5551230000") - 2)
+    assert set(ids(patients.search(staff.desk, "rebuild"))) == {one.id, two.id}
+    assert ids(patients.search(staff.desk, "5551230000")) == [one.id]
