@@ -55,9 +55,9 @@ def test_an_expired_access_token_is_refreshed_once(
     good = transport.login(shared.staff.receptionist, PASSWORD)
     transport.set_tokens(Tokens("not-a-valid-token", good.refresh_token, good.user))
 
-    page = transport.changes(0, limit=1, wait=0)
+    start = transport.snapshot_start()
 
-    assert isinstance(page["cursor"], int)
+    assert isinstance(start["cursor"], int)
     assert len(seen) == 1
     assert seen[0] is not None
     assert seen[0].access_token != "not-a-valid-token"
@@ -71,7 +71,7 @@ def test_a_revoked_workstation_and_an_old_protocol_are_refused_with_typed_errors
     desks.append(front)
     front.transport._http.headers[protocol.HEADER_PROTOCOL] = "0"
     with pytest.raises(UpgradeRequired):
-        front.transport.changes(0, limit=1, wait=0)
+        front.transport.snapshot_start()
     front.transport._http.headers[protocol.HEADER_PROTOCOL] = str(protocol.PROTOCOL_VERSION)
 
     credential = front.transport.credential
@@ -80,4 +80,4 @@ def test_a_revoked_workstation_and_an_old_protocol_are_refused_with_typed_errors
         "POST", f"/devices/{credential.device_id}/revoke", shared.server.admin_token()
     )
     with pytest.raises(AuthRequired):
-        front.transport.changes(0, limit=1, wait=0)
+        front.transport.snapshot_start()
