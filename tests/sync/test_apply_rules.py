@@ -26,7 +26,9 @@ def _register(desk: Desk, admin: Actor) -> Patient:
 
 def _server_copy(desk: Desk, patient_id: str, **changes: Any) -> dict[str, Any]:
     with desk.reading() as session:
-        row = row_fields(session.get(Patient, patient_id))
+        patient = session.get(Patient, patient_id)
+        assert patient is not None
+        row = row_fields(patient)
     row.update(changes)
     return row
 

@@ -81,8 +81,12 @@ def test_concurrent_edits_merge_field_by_field_with_conflict_records(
     for handle in (one, two, three):
         handle.sync()
         with handle.desk.reading() as session:
-            assert session.get(Patient, patient.id).phone == "0711111111"
-            assert session.get(ConflictRecord, open_ones[0].id).resolution == "restored"
+            seen = session.get(Patient, patient.id)
+            record = session.get(ConflictRecord, open_ones[0].id)
+            assert seen is not None
+            assert record is not None
+            assert seen.phone == "0711111111"
+            assert record.resolution == "restored"
     assert sync_admin.list_conflicts(admin_desk.desk, admin, row_id=patient.id) == []
 
 

@@ -10,7 +10,7 @@ from clinic_desktop.models import OutboxEntry
 from clinic_desktop.services import billing, consultation, patients, queue
 from clinic_desktop.sync.errors import Offline
 from clinic_desktop.sync.push import pending_count
-from clinic_desktop.sync.worker import IDLE, OFFLINE
+from clinic_desktop.sync.worker import IDLE, OFFLINE, SyncStatus
 from tests.sync.conftest import DeskHandle, SharedClinic, snapshot_rows, wait_until
 
 CONVERGING = ("patient", "visit", "bill", "bill_item", "payment", "audit_event")
@@ -124,7 +124,7 @@ def test_worker_reports_offline_then_catches_up(
     reception = shared.new_desk("Reception", shared.staff.receptionist)
     other = shared.new_desk("Reception 2", shared.staff.receptionist)
     desks.extend([reception, other])
-    statuses = []
+    statuses: list[SyncStatus] = []
     worker = reception.start_worker(long_poll=1)
     worker.events.on_status(statuses.append)
     assert worker.wait_idle(10)

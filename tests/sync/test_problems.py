@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from clinic_desktop.models import AuditEvent, OutboxEntry, PriceItem, SyncProblem
 from clinic_desktop.services import sync_admin
 from clinic_desktop.sync.push import pending_count
 from tests.sync.conftest import ADMIN, DeskHandle, SharedClinic, snapshot_rows
+
+
+def _item(session: Session, item_id: str) -> PriceItem:
+    item = session.get(PriceItem, item_id)
+    assert item is not None
+    return item
 
 
 def _price_item_id(handle: DeskHandle) -> str:
@@ -23,7 +30,7 @@ def test_a_refused_change_becomes_a_sync_problem_and_the_server_copy_returns(
     item_id = _price_item_id(reception)
     # A receptionist may not change prices; an older desk (or a tampered one) tries anyway.
     with reception.desk.transaction(reception.actors[shared.staff.receptionist]) as session:
-        session.get(PriceItem, item_id).amount_minor = 1
+        _item(session, item_id).amount_minor = 1
 
     report = reception.sync()
 
@@ -34,7 +41,7 @@ def test_a_refused_change_becomes_a_sync_problem_and_the_server_copy_returns(
         entry_state = session.scalars(
             select(OutboxEntry.state).where(OutboxEntry.mutation_id == problem.mutation_id)
         ).one()
-        restored = session.get(PriceItem, item_id).amount_minor
+        restored = _item(session, item_id).amount_minor
         problem_state, reason = problem.state, problem.reason
     assert entry_state == "rejected"
     assert problem_state == "open"
@@ -62,14 +69,14 @@ def test_an_admin_retry_sends_the_change_again_under_a_new_mutation_id(
     desks.append(reception)
     item_id = _price_item_id(reception)
     with reception.desk.transaction(reception.actors[shared.staff.receptionist]) as session:
-        session.get(PriceItem, item_id).name = "Consultation (new)"
+        _item(session, item_id).name = "Consultation (new)"
     assert reception.sync().rejected == 1
 
     admin = reception.sign_in(ADMIN)
     problem = sync_admin.list_problems(reception.desk, admin)[0]
     # The admin decides the change is right and makes it again themself.
     with reception.desk.transaction(admin) as session:
-        session.get(PriceItem, item_id).name = "Consultation (new)"
+        _item(session, item_id).name = "Consultation (new)"
     new_id = sync_admin.retry_problem(reception.desk, admin, problem.id)
     assert new_id != problem.mutation_id
     reception.transport.login(ADMIN, "Quiet-harbour-17")
@@ -80,5 +87,5 @@ def test_an_admin_retry_sends_the_change_again_under_a_new_mutation_id(
     assert [p.state for p in states] == ["retried"]
     # Put the price list back for other tests.
     with shared.admin_desk.desk.transaction(shared.admin_desk.actors[ADMIN]) as session:
-        session.get(PriceItem, item_id).name = "Consultation"
+        _item(session, item_id).name = "Consultation"
     shared.admin_desk.sync()

@@ -64,7 +64,9 @@ def test_an_account_disabled_on_the_server_is_refused_here_too(
     with pytest.raises(AuthenticationFailed, match="disabled"):
         sign_in_anywhere(front.desk, front.transport, "tara", PASSWORD)
     with front.desk.reading() as session:
-        assert session.get(User, user_id).disabled
+        cached = session.get(User, user_id)
+        assert cached is not None
+        assert cached.disabled
     with pytest.raises(AuthenticationFailed):
         users.sign_in(front.desk, "tara", PASSWORD)  # also when the server is out of reach
 
