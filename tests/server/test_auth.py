@@ -319,3 +319,23 @@ def test_openapi_is_served(world: World) -> None:
 
 def _unused(_: httpx.Client) -> None:  # keep the import meaningful for type checkers
     return None
+
+
+def test_an_expired_sign_in_session_cannot_be_refreshed(world: World) -> None:
+    from datetime import UTC, datetime
+
+    from clinic_server.security import refresh_session_id
+    from clinic_server.tables import AuthSession
+
+    admin = world.login("admin")
+    with world.server.db.write() as session:
+        auth = session.get(AuthSession, refresh_session_id(admin.refresh))
+        assert auth is not None
+        auth.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    response = world.http.post(
+        "/api/v1/auth/refresh",
+        json={"refresh_token": admin.refresh},
+        headers=protocol.version_headers(),
+    )
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
