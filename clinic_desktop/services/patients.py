@@ -37,6 +37,7 @@ from clinic_desktop.services.audit import record_event
 from clinic_desktop.services.context import Actor, Desk
 from clinic_desktop.services.errors import ClinicError, InvalidState, NotFound, ValidationError
 from clinic_desktop.services.numbering import next_patient_number, patient_number
+from clinic_desktop.services.queue import clinic_today
 from clinic_desktop.services.users import authorize
 
 WRITE_ROLES = ("admin", "receptionist")
@@ -327,8 +328,12 @@ def names_similar(a: str, b: str) -> bool:
 # Register, edit, open
 
 
-def _today(desk: Desk) -> date:
-    return desk.now.utcnow().date()
+def _today(desk: Desk, session: Session | None = None) -> date:
+    """The clinic's local date (a birth date "today" must not be refused near midnight)."""
+    if session is not None:
+        return clinic_today(session, desk)
+    with desk.reading() as reading:
+        return clinic_today(reading, desk)
 
 
 def find_duplicates(
@@ -494,7 +499,7 @@ def edit(desk: Desk, actor: Actor, patient_id: str, changes: Mapping[str, Any]) 
             {"age_years", "date_of_birth"} & set(changes)
         )
         draft = replace(draft, **dict(changes))
-        clean = validate(draft, _today(desk))
+        clean = validate(draft, _today(desk, session))
         if estimated_kept:
             clean = replace(clean, dob_estimated=True)
         changed: list[str] = []

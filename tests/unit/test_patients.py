@@ -650,3 +650,17 @@ def test_rerunning_the_index_ddl_rebuilds_it_without_duplicates(staff: Staff) ->
     assert suffixes == 2 * (len("5551230000") - 2)
     assert set(ids(patients.search(staff.desk, "rebuild"))) == {one.id, two.id}
     assert ids(patients.search(staff.desk, "5551230000")) == [one.id]
+
+
+def test_today_is_the_clinics_local_date_for_birth_dates(staff: Staff) -> None:
+    from clinic_desktop.models import ClinicSettings
+
+    with staff.desk.transaction(staff.admin) as session:
+        session.scalars(select(ClinicSettings)).one().timezone = "Pacific/Pago_Pago"  # UTC-11
+    # 09:30 UTC on 2 March is still 22:30 on 1 March in the clinic.
+    with pytest.raises(ValidationError, match="future"):
+        register(staff, "Too Early", date_of_birth="2026-03-02")
+    born_today = register(staff, "Local Baby", date_of_birth="2026-03-01")
+    assert born_today.date_of_birth == date(2026, 3, 1)
+    by_age = register(staff, "Age Zero", age_years=0)
+    assert by_age.date_of_birth == date(2026, 3, 1)
