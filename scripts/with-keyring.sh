@@ -33,7 +33,8 @@ PYEOF
         if [[ "${ALLOW_FILE_KEYRING:-0}" == "1" ]]; then
             export PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring
             echo "with-keyring: no keyring service found; ALLOW_FILE_KEYRING=1, so the store" \
-                "key is kept in a plain-text file (keyrings.alt) under ~/.local/share" >&2
+                "key is kept in a plain-text file (keyrings.alt) in" \
+                "${XDG_DATA_HOME:-$HOME/.local/share}/python_keyring" >&2
         else
             echo "with-keyring: no keyring service found. Start one (GNOME Keyring, KWallet)," \
                 "or opt in to a file-based key store: make run ALLOW_FILE_KEYRING=1" >&2
