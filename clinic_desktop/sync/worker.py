@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -230,18 +231,13 @@ class SyncWorker:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the outbox is empty and a pull found nothing new (tests, shutdown)."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            while not deadline.is_set():
-                status = self.status
-                if status.phase == IDLE and status.pending == 0:
-                    return True
-                deadline.wait(0.05)
-            return False
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status
+            if status.phase == IDLE and status.pending == 0:
+                return True
+            time.sleep(0.05)
+        return False
 
     # --- internals ----------------------------------------------------------------------
 

@@ -126,3 +126,32 @@ def test_duplicates_registered_on_two_offline_desks_are_found_and_merged_by_a_pe
         {p.first_id, p.second_id} == {first.id, second.id}
         for p in sync_admin.find_cross_desk_duplicates(admin_desk.desk, admin)
     )
+
+
+def test_an_admin_can_keep_the_merge_result(shared: SharedClinic, desks: list[DeskHandle]) -> None:
+    rita = shared.staff.receptionist
+    one, two = shared.new_desk("Front 1", rita), shared.new_desk("Front 2", rita)
+    desks.extend([one, two])
+    patient = patients.register(
+        one.desk, one.actors[rita], patients.PatientDraft(full_name="Pia Holm", sex="female")
+    )
+    one.sync()
+    two.sync()
+    patients.edit(one.desk, one.actors[rita], patient.id, {"address": "1 First Street"})
+    time.sleep(0.01)
+    patients.edit(two.desk, two.actors[rita], patient.id, {"address": "2 Second Street"})
+    two.sync()
+    one.sync()
+
+    admin_desk = shared.admin_desk
+    admin = admin_desk.actors[ADMIN]
+    admin_desk.sync()
+    [conflict] = sync_admin.list_conflicts(admin_desk.desk, admin, row_id=patient.id)
+    assert (conflict.kept_value, conflict.lost_value) == ("2 Second Street", "1 First Street")
+    sync_admin.keep_conflict(admin_desk.desk, admin, conflict.id, note="checked")
+    assert admin_desk.sync().rejected == 0
+    one.sync()
+    record = snapshot_rows(one, "conflict_record")[conflict.id]
+    assert (record["resolution"], record["note"]) == ("kept", "checked")
+    assert _patient(one, patient.id)["address"] == "2 Second Street"
+    assert sync_admin.list_conflicts(admin_desk.desk, admin, row_id=patient.id) == []
