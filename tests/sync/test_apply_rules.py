@@ -126,3 +126,18 @@ def test_a_new_row_from_the_server_is_inserted_and_a_clashing_one_is_reported(
     with desk.reading() as session:
         problems = session.query(SyncProblem).filter(SyncProblem.row_id == clash["id"]).all()
     assert len(problems) == 1
+
+
+def test_retries_back_off_exponentially_with_jitter(desk: Desk) -> None:
+    from clinic_desktop.sync.transport import Transport
+    from clinic_desktop.sync.worker import SyncWorker
+
+    worker = SyncWorker(
+        desk, Transport("https://clinic.invalid"), min_backoff=0.5, max_backoff=30.0
+    )
+    early = [worker._backoff(1) for _ in range(200)]
+    late = [worker._backoff(12) for _ in range(200)]
+    assert all(0.5 <= d <= 1.0 for d in early)
+    assert all(0.5 <= d <= 30.0 for d in late)
+    assert max(late) > 20  # grows towards the ceiling
+    assert len({round(d, 3) for d in late}) > 50  # jittered, not in lock-step

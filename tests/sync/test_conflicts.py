@@ -24,6 +24,19 @@ def test_concurrent_edits_merge_field_by_field_with_conflict_records(
     rita = shared.staff.receptionist
     one, two, three = (shared.new_desk(f"Front {n}", rita) for n in (1, 2, 3))
     desks.extend([one, two, three])
+    _three_desks_edit_one_patient(shared, one, two, three)
+
+
+def test_the_same_merge_policy_holds_on_postgresql(pg_clinic: SharedClinic) -> None:
+    rita = pg_clinic.staff.receptionist
+    one, two, three = (pg_clinic.new_desk(f"Front {n}", rita) for n in (1, 2, 3))
+    _three_desks_edit_one_patient(pg_clinic, one, two, three)
+
+
+def _three_desks_edit_one_patient(
+    shared: SharedClinic, one: DeskHandle, two: DeskHandle, three: DeskHandle
+) -> None:
+    rita = shared.staff.receptionist
     patient = patients.register(
         one.desk,
         one.actors[rita],
