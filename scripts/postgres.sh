@@ -3,7 +3,7 @@
 #   - installed but stopped: start the Debian cluster (no systemd needed);
 #   - not installed: install it from Debian's packages when --install is given (CI does),
 #     allow password-less connections from the loopback address only, and start it.
-# Prints the URL base the tests use (CLINIC_TEST_DATABASE_URL) on stdout; progress on stderr.
+# Prints the server's URL (postgresql://postgres@127.0.0.1:5432) on stdout; progress on stderr.
 # Exits non-zero only when --install was given and the server still does not answer.
 set -euo pipefail
 
@@ -11,7 +11,7 @@ INSTALL=0
 [[ "${1:-}" == "--install" ]] && INSTALL=1
 HOST=127.0.0.1
 PORT=5432
-URL="postgresql+psycopg://postgres@${HOST}:${PORT}"
+URL="postgresql://postgres@${HOST}:${PORT}"
 
 say() { printf 'postgres: %s\n' "$*" >&2; }
 

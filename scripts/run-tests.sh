@@ -28,12 +28,13 @@ export PYTHONDONTWRITEBYTECODE=1
 
 install_pg=()
 [[ "${CI:-}" == "true" ]] && install_pg=(--install)
-if ! CLINIC_TEST_DATABASE_URL="$("$ROOT/scripts/postgres.sh" "${install_pg[@]}")"; then
+if ! pg_url="$("$ROOT/scripts/postgres.sh" "${install_pg[@]}")"; then
     echo "run-tests: PostgreSQL is needed for the server tests and could not be started" >&2
     exit 1
 fi
-export CLINIC_TEST_DATABASE_URL
-echo "run-tests: PostgreSQL base URL $CLINIC_TEST_DATABASE_URL"
+# The server tests connect here as the admin and make a fresh database per session.
+export CLINIC_TEST_PG="${CLINIC_TEST_PG:-$pg_url/postgres}"
+echo "run-tests: PostgreSQL for the tests: CLINIC_TEST_PG=$CLINIC_TEST_PG"
 
 lint_status=0
 if [[ "${SKIP_LINT:-0}" != "1" ]]; then
