@@ -139,9 +139,12 @@ class UsersTab(QWidget):
         layout.addWidget(form_box)
 
     def refresh(self) -> None:
-        rows = attempt(self, gateway.list_users, self.page.ctx.desk, self.page.ctx.actor)
-        if rows is not None:
-            self.model.set_rows(rows)
+        try:  # lists say what is wrong in place; a dialog on every refresh would nag
+            rows = gateway.list_users(self.page.ctx.desk, self.page.ctx.actor)
+        except ClinicError as exc:
+            self.message.setText(str(exc))
+            return
+        self.model.set_rows(rows)
 
     def selected(self) -> UserRow | None:
         return _selected(self.table, self.model)
@@ -287,15 +290,18 @@ class PricesTab(QWidget):
 
     def refresh(self) -> None:
         desk = self.page.ctx.desk
-        doctors = attempt(self, gateway.doctors, desk) or []
+        try:
+            doctors = gateway.doctors(desk)
+            rows = gateway.price_items(desk, include_inactive=True)
+        except ClinicError as exc:
+            self.message.setText(str(exc))
+            return
         self._doctor_names = {d.id: d.name for d in doctors}
         self.doctor.clear()
         self.doctor.addItem("(none)", None)
         for d in doctors:
             self.doctor.addItem(d.name, d.id)
-        rows = attempt(self, gateway.price_items, desk, include_inactive=True)
-        if rows is not None:
-            self.model.set_rows(rows)
+        self.model.set_rows(rows)
 
     def _currency(self) -> str:
         settings = gateway.clinic_settings(self.page.ctx.desk)
@@ -501,7 +507,10 @@ class AuditTab(QWidget):
         layout.addLayout(row)
 
     def load_users(self) -> None:
-        users = attempt(self, gateway.list_users, self.page.ctx.desk, self.page.ctx.actor) or []
+        try:
+            users = gateway.list_users(self.page.ctx.desk, self.page.ctx.actor)
+        except ClinicError:
+            users = []
         self.user.clear()
         self.user.addItem("Any user", None)
         for u in users:
@@ -780,6 +789,13 @@ class AdminWindow(RolePage):
         ]
         for action in self._actions:
             self.addAction(action)
+        # Records that arrive by sync (e.g. the first download) refresh what is on screen.
+        for signal in (
+            ctx.events.users_changed,
+            ctx.events.settings_changed,
+            ctx.events.bills_changed,
+        ):
+            signal.connect(self.on_shown)
 
     def actions_for_menu(self) -> list[QAction]:
         return self._actions

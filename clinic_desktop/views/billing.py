@@ -434,14 +434,22 @@ class BillingWindow(RolePage):
 
     # ------------------------------------------------------------------ lists
     def refresh(self) -> None:
-        rows = attempt(self, gateway.bills_awaiting, self.ctx.desk, self.ctx.actor)
-        if rows is not None and rows != self.awaiting_model.rows():
+        try:  # runs on a timer: problems go in the message line, never a dialog per tick
+            rows = gateway.bills_awaiting(self.ctx.desk, self.ctx.actor)
+        except ClinicError as exc:
+            self.message.setText(str(exc))
+            return
+        if rows != self.awaiting_model.rows():
             self.awaiting_model.set_rows(rows)
             if rows and not self.awaiting.currentIndex().isValid():
                 self.awaiting.selectRow(0)
 
     def load_prices(self) -> None:
-        items = attempt(self, gateway.price_items, self.ctx.desk) or []
+        try:
+            items = gateway.price_items(self.ctx.desk)
+        except ClinicError as exc:
+            self.message.setText(str(exc))
+            items = []
         self.price_box.clear()
         for item in items:
             self.price_box.addItem(

@@ -57,6 +57,47 @@ def setup_clinic(store: OpenedStore, values: dict[str, str]) -> Desk:
     return result.desk
 
 
+def join_server(store: OpenedStore, values: dict[str, str], *, allow_insecure: bool) -> Desk:
+    """Enrol this (empty) workstation with the clinic's server; the first download then
+    runs in the sync worker."""
+    from clinic_desktop.services.errors import InvalidState, ValidationError
+    from clinic_desktop.store.open import desk_for
+    from clinic_desktop.sync.enrolment import enrol
+
+    missing = {
+        name: message
+        for name, message in (
+            ("server_url", "Enter the server's address."),
+            ("enrolment_code", "Enter the enrolment code from the administrator."),
+            ("join_desk_code", "Enter this desk's code (one to three letters)."),
+        )
+        if not values.get(name, "").strip()
+    }
+    if missing:
+        raise ValidationError(missing)
+    enrol(
+        store,
+        values["server_url"],
+        values["enrolment_code"],
+        values["join_desk_code"],
+        values.get("workstation_name", ""),
+        allow_insecure=allow_insecure,
+    )
+    desk = desk_for(store)
+    if desk is None:
+        raise InvalidState("The server did not give this desk its identity; try again.")
+    return desk
+
+
+def sync_error_text(exc: BaseException) -> str | None:
+    """A person-readable line for a sync/network failure, or None for anything else."""
+    from clinic_desktop.sync.errors import SyncError
+
+    if isinstance(exc, SyncError):
+        return str(exc) or "The server could not be reached."
+    return None
+
+
 def sign_in(desk: Desk, username: str, password: str) -> Actor:
     return users.sign_in(desk, username, password)
 

@@ -430,6 +430,7 @@ class ReceptionWindow(RolePage):
         self.queue_timer.setInterval(3000)
         self.queue_timer.timeout.connect(self.refresh_queue)
         self.ctx.events.queue_changed.connect(self.refresh_queue)
+        self.ctx.events.users_changed.connect(self.load_doctors)
         self.doctors: list[DoctorRef] = []
         self.load_doctors()
         QWidget.setTabOrder(self.search_box, self.results)
@@ -503,7 +504,11 @@ class ReceptionWindow(RolePage):
 
     # ------------------------------------------------------------------ doctors
     def load_doctors(self) -> None:
-        self.doctors = attempt(self, gateway.doctors, self.ctx.desk) or []
+        try:
+            self.doctors = gateway.doctors(self.ctx.desk)
+        except ClinicError as exc:
+            self.search_status.setText(str(exc))
+            self.doctors = []
         current = self.doctor_box.currentData()
         self.doctor_box.blockSignals(True)
         self.doctor_box.clear()

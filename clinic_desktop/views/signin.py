@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QRadioButton,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -128,11 +129,14 @@ class SignInWindow(QWidget):
 
 
 class SetupWizard(QWizard):
-    """First start: the clinic, this desk's code and the first administrator.
+    """First start: either a new clinic on this computer (the clinic, this desk's code and
+    the first administrator), or joining the clinic's server with an enrolment code.
 
     ``on_finish(values)`` runs the service; it returns field messages to show (the wizard
-    stays open) or ``None`` when the clinic was created.
+    stays open) or ``None`` when the desk is ready. ``values()["mode"]`` says which path.
     """
+
+    PAGE_MODE, PAGE_CLINIC, PAGE_ADMIN, PAGE_JOIN = range(4)
 
     FIELDS = (
         "clinic_name",
@@ -156,6 +160,19 @@ class SetupWizard(QWizard):
         self._on_finish = on_finish
         self.errors = FieldErrors()
         self.inputs: dict[str, QLineEdit | QComboBox] = {}
+
+        mode = QWizardPage()
+        mode.setTitle("Welcome to Clinic Desk")
+        mode.setSubTitle("How will this workstation work?")
+        mode_layout = QVBoxLayout(mode)
+        self.new_clinic = QRadioButton("Start a &new clinic on this computer")
+        self.new_clinic.setChecked(True)
+        self.join_server = QRadioButton(
+            "&Join the clinic's server (an administrator gives you an enrolment code)"
+        )
+        for widget in (self.new_clinic, self.join_server):
+            mode_layout.addWidget(widget)
+        mode_layout.addStretch(1)
 
         clinic = QWizardPage()
         clinic.setTitle("Your clinic")
@@ -189,9 +206,33 @@ class SetupWizard(QWizard):
         self.general.setWordWrap(True)
         admin_form.addRow(self.general)
 
-        self.addPage(clinic)
-        self.addPage(admin)
-        self.setButtonText(QWizard.WizardButton.FinishButton, "Create clinic")
+        join = QWizardPage()
+        join.setTitle("Join the clinic's server")
+        join.setSubTitle("This desk downloads the clinic's records and then works offline too.")
+        join_form = QFormLayout(join)
+        self._line(join_form, "server_url", "&Server address", "https://clinic.example.org")
+        self._line(join_form, "enrolment_code", "&Enrolment code", "from the administrator")
+        self._line(join_form, "join_desk_code", "&Desk code", "One to three letters, e.g. B")
+        self.inputs["join_desk_code"].setMaxLength(3)  # type: ignore[union-attr]
+        self._line(join_form, "workstation_name", "&Workstation name", "e.g. Front desk 2")
+        self.join_general = plain_label("", "fieldError")
+        self.join_general.setWordWrap(True)
+        join_form.addRow(self.join_general)
+
+        self.setPage(self.PAGE_MODE, mode)
+        self.setPage(self.PAGE_CLINIC, clinic)
+        self.setPage(self.PAGE_ADMIN, admin)
+        self.setPage(self.PAGE_JOIN, join)
+        self.setStartId(self.PAGE_MODE)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Finish")
+
+    def nextId(self) -> int:
+        current = self.currentId()
+        if current == self.PAGE_MODE:
+            return self.PAGE_JOIN if self.join_server.isChecked() else self.PAGE_CLINIC
+        if current == self.PAGE_CLINIC:
+            return self.PAGE_ADMIN
+        return -1
 
     def _line(self, form: QFormLayout, name: str, caption: str, placeholder: str) -> None:
         edit = QLineEdit()
@@ -204,6 +245,7 @@ class SetupWizard(QWizard):
         for name, widget in self.inputs.items():
             text = widget.currentText() if isinstance(widget, QComboBox) else widget.text()
             out[name] = text if name == "password" else text.strip()
+        out["mode"] = "join" if self.join_server.isChecked() else "new"
         return out
 
     def accept(self) -> None:
@@ -212,9 +254,12 @@ class SetupWizard(QWizard):
             super().accept()
             return
         rest = self.errors.show(problems)
+        if self.join_server.isChecked():
+            self.join_general.setText("\n".join(rest))
+            return
         self.general.setText("\n".join(rest))
         clinic_fields = {"clinic_name", "currency", "desk_code"}
-        if clinic_fields.intersection(problems) and self.currentId() != self.startId():
+        if clinic_fields.intersection(problems) and self.currentId() == self.PAGE_ADMIN:
             self.back()
 
 

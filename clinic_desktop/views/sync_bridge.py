@@ -80,7 +80,7 @@ class SyncBridge(QObject):
     def connected(self) -> bool:
         return self.transport is not None
 
-    def start(self, store: OpenedStore, desk: Desk) -> bool:
+    def start(self, store: OpenedStore, desk: Desk, *, allow_insecure: bool = False) -> bool:
         """Start syncing if this desk is enrolled with a server; False when standalone."""
         from clinic_desktop.sync.enrolment import server_url, transport_for
         from clinic_desktop.sync.worker import SyncEvents, SyncWorker
@@ -88,7 +88,7 @@ class SyncBridge(QObject):
         if not server_url(store):
             return False
         try:
-            self.transport = transport_for(store)
+            self.transport = transport_for(store, allow_insecure=allow_insecure)
         except Exception as exc:  # a broken credential must not keep the desk from working
             log.warning("sync not started: %s", type(exc).__name__)
             self.status_text.emit("Sync not started: this desk's server credential is missing")

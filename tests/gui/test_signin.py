@@ -27,6 +27,8 @@ def test_first_start_runs_setup_wizard_then_admin_can_sign_in(
     assert wizard.isVisible()
     assert not controller.sign_in.isVisible()
 
+    assert wizard.new_clinic.isChecked()  # the usual first start: a clinic on this computer
+    wizard.next()
     qtbot.keyClicks(wizard.inputs["clinic_name"], "Riverside Clinic")
     wizard.inputs["currency"].setCurrentText("EUR")  # type: ignore[union-attr]
     qtbot.keyClicks(wizard.inputs["desk_code"], "c")
