@@ -664,3 +664,20 @@ def test_today_is_the_clinics_local_date_for_birth_dates(staff: Staff) -> None:
     assert born_today.date_of_birth == date(2026, 3, 1)
     by_age = register(staff, "Age Zero", age_years=0)
     assert by_age.date_of_birth == date(2026, 3, 1)
+
+
+def test_the_patient_its_outbox_entry_and_its_audit_event_commit_together(
+    staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the audit event cannot be written, the registration is not written either."""
+    before = counts(staff.desk)
+
+    def broken_audit(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(patients, "record_event", broken_audit)
+    with pytest.raises(RuntimeError):
+        register(staff, "Half Written")
+    assert counts(staff.desk) == before
+    monkeypatch.undo()
+    assert register(staff, "Fully Written").patient_number == "P-A-000001"  # no number burnt
