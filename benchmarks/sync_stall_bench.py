@@ -49,6 +49,7 @@ from propagation_bench import ADMIN, PASSWORD, Server
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
+REPO = Path(__file__).resolve().parent.parent
 INTERVAL_MS = 5
 STALL_TARGET_MS = 50.0
 SAMPLE_AFTER_MS = 25.0  # a stall this old gets its stack sampled
@@ -169,9 +170,9 @@ class StallSampler:
                 continue
             frame = sys._current_frames().get(self.main_id or 0)
             stack: list[str] = []
-            while frame is not None and len(stack) < 12:
+            while frame is not None and len(stack) < 40:
                 code = frame.f_code
-                stack.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+                stack.append(f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}")
                 frame = frame.f_back
             self.samples.append(Sample(now, tuple(stack)))
 
@@ -277,12 +278,26 @@ def summarise(gaps: list[Gap]) -> dict[str, Any]:
     }
 
 
+def _short(filename: str) -> str:
+    """Project files relative to the repository; libraries by their file name."""
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
 def where(sample: Sample) -> str:
-    """The innermost frame outside this benchmark, or the event loop when that is all."""
-    for frame in sample.frames:
-        if not frame.startswith(Path(__file__).name):
-            return frame
-    return "event loop (Qt C++ work or waiting for the GIL)"
+    """The innermost frame outside this benchmark, or the event loop when that is all.
+
+    Library frames (SQLAlchemy, stdlib) are followed by the innermost project frame that
+    called them, which is what a fix would change.
+    """
+    own = [f for f in sample.frames if not f.startswith("benchmarks/")]
+    if not own:
+        return "event loop (Qt C++ work or waiting for the GIL)"
+    project = next((f for f in own if f.startswith("clinic_desktop/")), None)
+    return own[0] if project is None or project == own[0] else f"{own[0]} <- {project}"
 
 
 def blame(gap: Gap, samples: list[Sample]) -> list[str]:
@@ -291,10 +306,51 @@ def blame(gap: Gap, samples: list[Sample]) -> list[str]:
     seen: list[str] = []
     for sample in samples:
         if begin < sample.at <= gap.end:
-            text = " <- ".join(sample.frames[:6]) or "no Python frame"
+            project = [f for f in sample.frames if f.startswith("clinic_desktop/")]
+            text = where(sample) + (" | " + " <- ".join(project[:5]) if project else "")
             if text not in seen:
                 seen.append(text)
     return seen[:4]
+
+
+READ_ONLY = "clinic_read_only"
+
+
+def try_deferred_reads() -> None:
+    """EXPERIMENT (``--try-deferred-reads``): the fix proposed for the lead, applied at runtime.
+
+    The store's ``begin`` hook starts EVERY transaction with ``BEGIN IMMEDIATE`` (the write
+    lock), read-only ``Desk.reading()`` sessions included, so a window's read waits for the
+    sync worker's snapshot page to commit, and keeps losing the lock to the next page. Here a
+    reading session marks its connection read-only and that connection's ``BEGIN IMMEDIATE``
+    becomes a plain deferred ``BEGIN``: in WAL mode a reader never waits for a writer.
+    Nothing in the project is changed; this only shows what the change would measure.
+    """
+    from contextlib import contextmanager
+
+    from sqlalchemy import event
+
+    from clinic_desktop.services.context import CLOCK, DEVICE, Desk
+
+    def deferred(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> tuple[str, Any]:
+        if statement == "BEGIN IMMEDIATE" and conn.get_execution_options().get(READ_ONLY):
+            return "BEGIN", params
+        return statement, params
+
+    @contextmanager
+    def reading(self: Desk) -> Iterator[Any]:
+        if not event.contains(self.engine, "before_cursor_execute", deferred):
+            event.listen(self.engine, "before_cursor_execute", deferred, retval=True)
+        with self.sessions() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            session.info[CLOCK] = self.clock
+            session.info[DEVICE] = self.device_id
+            yield session
+            session.rollback()
+
+    Desk.reading = reading  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -303,6 +359,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from clinic_desktop.views.common import apply_style
 
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if args.try_deferred_reads:
+        try_deferred_reads()
     root = Path(tempfile.mkdtemp(prefix="clinic-stall-"))
     server, desk_dir, load_seconds = prepare(root, args.patients, args.visits, roles)
     expected = args.patients + args.visits
@@ -441,6 +499,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "target_max_stall_ms": STALL_TARGET_MS,
         "meets_target": bool(in_sync) and summarise(in_sync)["max_stall_ms"] < STALL_TARGET_MS,
         "attribution": args.attribute,
+        "experiment_deferred_reads": args.try_deferred_reads,
         "cpu_count": os.cpu_count(),
     }
 
@@ -476,6 +535,11 @@ def main() -> None:
         dest="attribute",
         action="store_false",
         help="do not sample the main thread's stack during stalls",
+    )
+    parser.add_argument(
+        "--try-deferred-reads",
+        action="store_true",
+        help="experiment: read-only sessions begin deferred, not IMMEDIATE (proposed fix)",
     )
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
