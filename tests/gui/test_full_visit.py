@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -210,6 +211,42 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
         )
         payments = session.scalars(select(Payment).where(Payment.bill_id == stored.id)).all()
         assert [(p.method, p.amount_minor) for p in payments] == [("cash", 5000)]
+        bill_id = stored.id
+
+    # --- a refund with its reason, then the day-end report printed
+    billing.payments.selectRow(0)
+
+    def fill_refund() -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is None or dialog.objectName() != "refundDialog":
+            QTimer.singleShot(20, fill_refund)
+            return
+        dialog.amount.setText("10.00")  # type: ignore[attr-defined]
+        dialog.reason.setText("Charged twice for the ECG")  # type: ignore[attr-defined]
+        dialog.accept()  # type: ignore[attr-defined]
+
+    QTimer.singleShot(20, fill_refund)
+    qtbot.keyClick(shell, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    assert billing.message.text() == "Refunded USD 10.00."
+    with desk.reading() as session:
+        refund = session.scalars(
+            select(Payment).where(Payment.bill_id == bill_id, Payment.amount_minor < 0)
+        ).one()
+        assert (refund.amount_minor, refund.reason) == (-1000, "Charged twice for the ECG")
+
+    qtbot.keyClick(shell, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    report_pdf = billing.print_report()
+    assert report_pdf is not None
+    report_text = pdf_text(report_pdf)
+    for expected in (
+        "Day-end collection report",
+        "Cash",
+        "Bob Billing",
+        "USD 50.00",
+        "USD 10.00",
+        "Net collected: USD 40.00",
+    ):
+        assert expected in report_text, expected
 
 
 def test_registering_a_likely_duplicate_lists_the_existing_record(
@@ -331,3 +368,29 @@ def test_f2_right_after_typing_issues_the_token_for_what_was_typed(
     token = reception.last_token
     assert token is not None
     assert token.patient_name == "Peter Penn"
+
+
+def test_an_unexpected_error_shows_a_friendly_message_and_logs_no_data(
+    qtbot: QtBot, app: object, clinic: Clinic, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from clinic_desktop.views.application import install_excepthook
+
+    previous = sys.excepthook
+    install_excepthook()
+    try:
+        seen: list[str] = []
+        answer_next_message_box(QMessageBox.StandardButton.Ok, seen)
+        try:
+            raise KeyError("Peter Penn +919800000002")  # a bug carrying patient data
+        except KeyError:
+            sys.excepthook(*sys.exc_info())  # what Qt does with an error in a slot
+    finally:
+        sys.excepthook = previous
+    assert len(seen) == 1
+    assert seen[0].startswith("unexpectedError: Something unexpected went wrong.")
+    assert "Peter" not in seen[0]
+    assert "KeyError" in caplog.text
+    assert "Peter" not in caplog.text
+    assert "9800000002" not in caplog.text
