@@ -25,36 +25,49 @@ from tests.sync.conftest import PASSWORD, REPO_ROOT, DeskHandle, SharedClinic, s
 KILLS = 20
 
 
-def _start(shared: SharedClinic, handle_dir: str) -> subprocess.Popen[bytes]:
+def _fork_server(shared: SharedClinic, data_dir: str) -> subprocess.Popen[bytes]:
+    """The desk sync process's fork server (see ``desk_sync_process``)."""
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "tests.sync.desk_sync_process",
-            handle_dir,
+            data_dir,
             shared.server.url,
             shared.staff.receptionist,
             PASSWORD,
         ],
         cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ),
     )
 
 
-def _wait_line(proc: subprocess.Popen[bytes], expected: str, timeout: float) -> bool:
+def _read_until(proc: subprocess.Popen[bytes], wanted: tuple[str, ...], timeout: float) -> str:
+    """Lines until one starts with a wanted word; returns it ("" on timeout or exit)."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.1)
         if ready:
             line = proc.stdout.readline().decode().strip()
-            if line == expected:
-                return True
+            if line.split(" ")[0] in wanted:
+                return line
             if not line and proc.poll() is not None:
-                return False
-    return False
+                return ""
+    return ""
+
+
+def _go(proc: subprocess.Popen[bytes]) -> int:
+    """Fork a fresh desk sync process; returns its pid."""
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+    line = _read_until(proc, ("child",), 30)
+    assert line, "the fork server did not answer"
+    return int(line.split(" ")[1])
 
 
 def test_sigkill_during_push_and_pull_loses_nothing_and_applies_nothing_twice(
@@ -81,31 +94,37 @@ def test_sigkill_during_push_and_pull_loses_nothing_and_applies_nothing_twice(
 
     rng = random.Random(4242)
     finished_early = 0
-    for round_no in range(KILLS):
-        # Give the victim something to pull as well.
-        patients.register(
-            feeder.desk,
-            feeder.actors[rita],
-            patients.PatientDraft(full_name=f"Feeder Person {round_no:02d}", sex="unknown"),
-            confirm_not_duplicate=True,
-        )
-        feeder.sync()
-        proc = _start(shared, data_dir)
-        try:
-            assert _wait_line(proc, "ready", 60), "the sync process did not start"
-            time.sleep(rng.uniform(0.02, 0.5))
-            if proc.poll() is not None:
-                finished_early += 1
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait(10)
-
-    final = _start(shared, data_dir)
+    server = _fork_server(shared, data_dir)
     try:
-        assert _wait_line(final, "ready", 60)
-        assert _wait_line(final, "idle", 120), "the desk did not converge after the crashes"
+        for round_no in range(KILLS):
+            # Give the victim something to pull as well.
+            patients.register(
+                feeder.desk,
+                feeder.actors[rita],
+                patients.PatientDraft(full_name=f"Feeder Person {round_no:02d}", sex="unknown"),
+                confirm_not_duplicate=True,
+            )
+            feeder.sync()
+            pid = _go(server)
+            assert _read_until(server, ("ready",), 60), "the sync process did not start"
+            time.sleep(rng.uniform(0.02, 0.5))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                finished_early += 1
+            if _read_until(server, ("idle", "reaped"), 30) == "idle":
+                finished_early += 1  # it converged before the kill came
+                _read_until(server, ("reaped",), 30)
+
+        _go(server)
+        assert _read_until(server, ("ready",), 60)
+        assert _read_until(server, ("idle", "stuck"), 120) == "idle", "no convergence"
+        assert _read_until(server, ("reaped",), 30)
     finally:
-        final.wait(30)
+        assert server.stdin is not None
+        server.stdin.write(b"quit\n")
+        server.stdin.close()
+        server.wait(30)
     assert finished_early < KILLS // 2, "most kills missed the sync: the test proves little"
 
     store = open_store(victim.store.data_dir)
