@@ -42,6 +42,7 @@ from clinic_desktop.payments.online_payments import (
     OnlinePaymentsClient,
     OnlinePaymentUnavailable,
     client_for_transport,
+    ensure_pushed,
 )
 from clinic_desktop.services.errors import ClinicError
 from clinic_desktop.services.money import format_amount
@@ -255,9 +256,11 @@ class OnlinePaymentFlow(QObject):
         parent_widget: QWidget | None = None,
         extra_origins: frozenset[str] | None = None,
         after_paid: Callable[[], None] | None = None,
+        before_start: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(parent_widget)
         self._client = client
+        self._before_start = before_start
         self._parent_widget = parent_widget
         self._extra_origins = extra_origins
         self._after_paid = after_paid
@@ -289,7 +292,13 @@ class OnlinePaymentFlow(QObject):
             return False
         self.busy = True
         self.bill_id = bill_id
-        self._in_background(lambda: self._client.start_checkout(bill_id), self._opened)
+
+        def begin() -> CheckoutStart:
+            if self._before_start is not None:
+                self._before_start(bill_id)  # e.g. wait until the bill has been pushed
+            return self._client.start_checkout(bill_id)
+
+        self._in_background(begin, self._opened)
         return True
 
     def _opened(self, future: Future[Any]) -> None:
@@ -434,6 +443,7 @@ def install_online_payments(
     on_rows_changed: Callable[[Callable[[dict[str, list[str]]], None]], None] | None = None,
     on_status: Callable[[Callable[[Any], None]], None] | None = None,
     online: bool | None = None,
+    before_start: Callable[[str], None] | None = None,
 ) -> OnlinePaymentFlow:
     """Wire "Pay online (Stripe)" in the billing window to the checkout flow.
 
@@ -445,7 +455,11 @@ def install_online_payments(
     """
     parent = window if isinstance(window, QWidget) else None
     flow = OnlinePaymentFlow(
-        client, parent_widget=parent, extra_origins=extra_origins, after_paid=request_pull
+        client,
+        parent_widget=parent,
+        extra_origins=extra_origins,
+        after_paid=request_pull,
+        before_start=before_start,
     )
 
     def handler(_window: object, bill_id: str) -> None:
@@ -513,6 +527,11 @@ def attach_to_billing_window(
         on_rows_changed=worker.events.on_rows_changed if worker is not None else None,
         on_status=worker.events.on_status if worker is not None else None,
         online=worker.status.online if worker is not None else None,
+        before_start=(
+            (lambda bill_id: ensure_pushed(worker.desk, bill_id, poke=worker.poke))
+            if worker is not None
+            else None
+        ),
     )
 
 

@@ -9,15 +9,20 @@ payment.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from sqlalchemy import func, select
 
+from clinic_desktop.models import OutboxEntry
+from clinic_desktop.services.context import Desk
 from clinic_desktop.services.errors import ClinicError
 from clinic_desktop.sync import protocol
+from clinic_desktop.sync.apply import PENDING
 from clinic_desktop.sync.transport import Transport
 
 API_PREFIX = "/api/v1/payments/stripe"
@@ -249,3 +254,38 @@ def client_for_transport(
         allow_insecure=transport.base_url.startswith("http://"),
         verify=verify,
     )
+
+
+def ensure_pushed(
+    desk: Desk,
+    bill_id: str,
+    *,
+    poke: Callable[[], None] | None = None,
+    timeout: float = 10.0,
+    interval: float = 0.1,
+) -> None:
+    """Wait until this desk has sent the bill's latest change to the server.
+
+    The server charges from its own copy of the bill, so a bill issued a moment ago must
+    have arrived there first (otherwise it still looks like a draft to the server). ``poke``
+    asks the sync worker to push now. Raises :class:`OnlinePaymentRefused` after
+    ``timeout`` seconds with a message the cashier can act on.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with desk.reading() as session:
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.row_id == bill_id, OutboxEntry.state == PENDING)
+            )
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise OnlinePaymentRefused(
+                "This bill has not reached the clinic server yet (the desk is still sending "
+                f"it). Try again in a moment. {STILL_OPEN}"
+            )
+        if poke is not None:
+            poke()
+        time.sleep(interval)

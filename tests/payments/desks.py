@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from clinic_desktop.services import billing, passwords, patients, queue, users
+from clinic_desktop.services import billing, patients, queue, users
 from clinic_desktop.services.context import Actor, Desk
 from clinic_desktop.store.open import OpenedStore, desk_for, open_store
 from clinic_desktop.sync import protocol
@@ -192,7 +192,6 @@ class StripeClinic:
 
 def start_clinic(root: Path) -> StripeClinic:
     """Stand-in, then the server pointed at it, then the stand-in's webhooks at the server."""
-    passwords.BCRYPT_ROUNDS = 4
     standin = StripeStandin(webhook_secret=WEBHOOK_SECRET).start()
     server = ServerProcess(root / "server", standin)
     server.cli(

@@ -36,7 +36,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def stripe_clinic(tmp_path: Path) -> Iterator[StripeClinic]:
+def stripe_clinic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeClinic]:
+    from clinic_desktop.services import passwords
+
+    monkeypatch.setattr(passwords, "BCRYPT_ROUNDS", 4)  # sign-ins in tests need not be slow
     clinic = start_clinic(tmp_path)
     try:
         yield clinic

@@ -310,3 +310,24 @@ def test_a_standalone_desk_keeps_the_online_button_off(qtbot: QtBot, bare_desk):
     window._update_buttons()
     assert not window.online_button.isEnabled()
     assert window.online_button.toolTip() == ONLINE_NOT_SET_UP
+
+
+def test_pay_online_waits_until_the_bill_has_reached_the_server(bare_desk):
+    from clinic_desktop.models import OutboxEntry
+    from clinic_desktop.payments.online_payments import OnlinePaymentRefused, ensure_pushed
+
+    with bare_desk.transaction(None) as session:
+        session.add(
+            OutboxEntry(
+                entity="bill", row_id="bill-9", op="update", fields={}, base_version=1, hlc="x"
+            )
+        )
+    pokes: list[int] = []
+
+    with pytest.raises(OnlinePaymentRefused, match="not reached the clinic server yet"):
+        ensure_pushed(bare_desk, "bill-9", poke=lambda: pokes.append(1), timeout=0.3)
+    assert pokes  # it asked the sync worker to push now
+
+    with bare_desk.transaction(None) as session:
+        session.query(OutboxEntry).update({"state": "done"})
+    ensure_pushed(bare_desk, "bill-9", timeout=0.3)  # returns: nothing left to send
