@@ -29,7 +29,10 @@ os.environ["XDG_DATA_HOME"] = _HOME
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 
-from PySide6.QtCore import Qt  # noqa: E402
+# PUMP_NOTE: PySide6 6.12's static QCoreApplication.processEvents() drops a reference to None
+# on every call; after ~5,000 calls the interpreter aborts ("deallocating None"). A
+# QEventLoop's own processEvents() does not, so loops that pump events use that.
+from PySide6.QtCore import QEventLoop, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -90,6 +93,7 @@ def main() -> int:
     data_dir = Path(_HOME) / "desk"
     numbers = build_clinic(data_dir)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    pump = QEventLoop(app).processEvents  # see PUMP_NOTE
     from clinic_desktop.views import common
     from clinic_desktop.views.application import ClinicApp
 
@@ -106,7 +110,7 @@ def main() -> int:
     shell = controller.shell
     assert shell is not None
     shell.activateWindow()
-    app.processEvents()
+    pump()
     page = shell.page()
 
     def run(label: str, keys: list[tuple[str, object]], patient: str, doctor: str) -> dict:
@@ -119,12 +123,12 @@ def main() -> int:
                 QTest.keyClicks(target, str(value))
                 page.runner.wait_idle()
                 for _ in range(5):
-                    app.processEvents()
+                    pump()
             else:
                 key, mods, name = value  # type: ignore[misc]
                 pressed.append(name)
                 QTest.keyClick(target, key, mods)
-                app.processEvents()
+                pump()
         token = page.last_token
         ok = (
             token is not None

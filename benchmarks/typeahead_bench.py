@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QElapsedTimer, QEvent, Qt, QTimer  # noqa: E402
+# PUMP_NOTE: PySide6 6.12's static QCoreApplication.processEvents() drops a reference to None
+# on every call; after ~5,000 calls the interpreter aborts ("deallocating None"). A
+# QEventLoop's own processEvents() does not, so loops that pump events use that.
+from PySide6.QtCore import QElapsedTimer, QEvent, QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QKeyEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false;qt.text.font.db=false")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    pump = QEventLoop(app).processEvents  # see PUMP_NOTE
     engine, meta = open_or_build(args.patients, encrypted=True)
     desk = desk_for(engine)
     queries = sample_queries(engine, args.words)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     page = ReceptionWindow(ctx)
     page.resize(1200, 800)
     page.show()
-    app.processEvents()
+    pump()
     settle_heap()  # what the application does once the signed-in window is up
 
     shown: dict[str, float] = {}
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     probe.start()
     for text in texts:
         page.search_box.clear()
-        app.processEvents()
+        pump()
         for n in range(1, len(text) + 1):
             typed = text[:n]
             started = time.perf_counter()
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             assert page.search_box.text() == typed
             deadline = started + 5.0
             while typed not in shown and time.perf_counter() < deadline:
-                app.processEvents()
+                pump()
                 time.sleep(0.0005)
             if typed in shown and shown[typed] >= started:
                 latencies.append((shown[typed] - started) * 1000)
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             rest = args.key_interval_ms / 1000 - (time.perf_counter() - started)
             end = time.perf_counter() + max(0.0, rest)
             while time.perf_counter() < end:
-                app.processEvents()
+                pump()
                 time.sleep(0.0005)
     probe.stop()
     page.runner.wait_idle()

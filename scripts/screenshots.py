@@ -23,7 +23,10 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
 os.environ["XDG_DATA_HOME"] = _KEYRING_HOME
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSize, Qt  # noqa: E402
+# PUMP_NOTE: PySide6 6.12's static QCoreApplication.processEvents() drops a reference to None
+# on every call; after ~5,000 calls the interpreter aborts ("deallocating None"). A
+# QEventLoop's own processEvents() does not, so loops that pump events use that.
+from PySide6.QtCore import QEventLoop, QSize, Qt  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
@@ -31,16 +34,19 @@ SIZE = QSize(1280, 800)
 
 
 def process(app: QApplication, rounds: int = 5) -> None:
+    loop = QEventLoop(app)
     for _ in range(rounds):
-        app.processEvents()
+        loop.processEvents()
 
 
 def save(widget: QWidget, out: Path, name: str, app: QApplication) -> Path:
     process(app)
     path = out / f"{name}.png"
     # 256 colours and maximum compression: a third of the size, no visible difference for UI.
-    image = widget.grab().toImage().convertToFormat(
-        QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.ThresholdDither
+    image = (
+        widget.grab()
+        .toImage()
+        .convertToFormat(QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.ThresholdDither)
     )
     image.save(str(path), "PNG", 0)
     print(f"saved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     shell.sign_out()  # type: ignore[attr-defined]
     if controller.store is not None:
         controller.store.close()
-    app.processEvents()
+    process(app)
     return 0
 
 
