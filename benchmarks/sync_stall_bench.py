@@ -240,6 +240,7 @@ class PostedEventProbe:
 
     def __init__(self) -> None:
         self.echo = _Echo()
+        self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stall-probe", daemon=True)
 
@@ -249,6 +250,7 @@ class PostedEventProbe:
     def _run(self) -> None:
         while not self._stop.wait(0.01):
             self.echo.ping.emit(time.perf_counter())
+            self.sent += 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -315,6 +317,17 @@ def blame(gap: Gap, samples: list[Sample]) -> list[str]:
 
 READ_ONLY = "clinic_read_only"
 
+# PySide6 6.12 on CPython 3.11 drops a reference to True on every Python ``Signal.emit()``
+# and one to None on every call of a void Qt method (measured: -1 per call); when a count
+# reaches zero the interpreter aborts ("deallocating True"). The posted-event probe emits 100
+# times a second, so the benchmark holds extra references to keep its own run alive. The
+# counts are also measured (``refcount_drain``): that is the app's own drain, a real risk.
+_BALLAST: list[object] = []
+
+
+def _refs() -> dict[str, int]:
+    return {"None": sys.getrefcount(None), "True": sys.getrefcount(True)}
+
 
 def try_deferred_reads() -> None:
     """EXPERIMENT (``--try-deferred-reads``): the fix proposed for the lead, applied at runtime.
@@ -364,6 +377,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="clinic-stall-"))
     server, desk_dir, load_seconds = prepare(root, args.patients, args.visits, roles)
     expected = args.patients + args.visits
+    _BALLAST.extend([None, True] * 2_000_000)
     marks: dict[str, float] = {}
     progress: list[tuple[float, int, int]] = []
     try:
@@ -431,10 +445,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.attribute:
             QTimer.singleShot(300, sampler.start)
         # Let the sign-in window settle first; the probes run from before the click.
+        refs_before = _refs()
         QTimer.singleShot(300, probe.start)
         QTimer.singleShot(300, posted.start)
         QTimer.singleShot(600, submit)
         app.exec()
+        refs_after = _refs()
         probe.stop()
         posted.stop()
         sampler.stop()
@@ -500,6 +516,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "meets_target": bool(in_sync) and summarise(in_sync)["max_stall_ms"] < STALL_TARGET_MS,
         "attribution": args.attribute,
         "experiment_deferred_reads": args.try_deferred_reads,
+        # Net change of the references from sign-in to the end of the run, the probe's own
+        # emits added back (live objects holding None/True blur it); the count at the
+        # start is the headroom before a leak of one per call aborts the app.
+        "refcount_drain": {
+            "None_net_change": refs_after["None"] - refs_before["None"],
+            "True_net_change": refs_after["True"] - refs_before["True"] + posted.sent,
+            "headroom_without_ballast": {k: v - 2_000_000 for k, v in refs_before.items()},
+        },
         "cpu_count": os.cpu_count(),
     }
 
