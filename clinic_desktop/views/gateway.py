@@ -384,6 +384,54 @@ def _patient_row(p: Any) -> PatientRow:
     )
 
 
+@dataclass(frozen=True)
+class PatientRecord:
+    """A patient's full record as the edit form shows it."""
+
+    patient_id: str
+    name: str
+    number: str
+    sex: str
+    date_of_birth: date | None
+    dob_estimated: bool
+    age_years: int | None
+    phone: str
+    address: str
+    emergency_contact_name: str
+    emergency_contact_phone: str
+    allergies: str
+    blood_group: str
+    notes: str
+
+
+def open_patient(desk: Desk, actor: Actor, patient_id: str) -> PatientRecord:
+    """The full record (the service audits the opening)."""
+    p = patients.open_record(desk, actor, patient_id)
+    age = age_text(p.date_of_birth)
+    return PatientRecord(
+        patient_id=p.id,
+        name=p.full_name,
+        number=p.patient_number,
+        sex=p.sex,
+        date_of_birth=p.date_of_birth,
+        dob_estimated=p.dob_estimated,
+        age_years=int(age[:-2]) if age.endswith(" y") else None,
+        phone=p.phone,
+        address=p.address,
+        emergency_contact_name=p.emergency_contact_name,
+        emergency_contact_phone=p.emergency_contact_phone,
+        allergies=p.allergies,
+        blood_group=p.blood_group,
+        notes=p.notes,
+    )
+
+
+def edit_patient(
+    desk: Desk, actor: Actor, patient_id: str, changes: dict[str, object]
+) -> PatientRow:
+    return _patient_row(patients.edit(desk, actor, patient_id, changes))
+
+
 def search_patients(desk: Desk, actor: Actor, query: str, limit: int = 50) -> list[PatientRow]:
     return [_patient_row(hit) for hit in patients.search(desk, query, limit=limit)]
 

@@ -216,6 +216,8 @@ class RegisterForm(QGroupBox):
         ):
             QWidget.setTabOrder(a, b)
         self.notes.setTabChangesFocus(True)
+        self.editing: gateway.PatientRecord | None = None
+        self._loaded: dict[str, object] = {}
 
     def values(self) -> dict[str, object]:
         dob: date | None = None
@@ -235,6 +237,34 @@ class RegisterForm(QGroupBox):
             "notes": self.notes.toPlainText(),
         }
 
+    def load(self, record: gateway.PatientRecord) -> None:
+        """Fill the form with an existing patient to edit (Save then sends only changes)."""
+        self.clear()
+        self.editing = record
+        self.setTitle(f"Edit patient {record.number}")
+        self.register_button.setText("Save changes")
+        self.register_button.setToolTip("Save the changed fields (Ctrl+S)")
+        self.full_name.setText(record.name)
+        index = self.sex.findData(record.sex)
+        self.sex.setCurrentIndex(max(index, 0))
+        if record.date_of_birth is not None and not record.dob_estimated:
+            self.dob.setDate(QDate(record.date_of_birth))
+        elif record.age_years is not None:
+            self.age.setValue(record.age_years)
+        self.phone.setText(record.phone)
+        self.address.setText(record.address)
+        self.emergency_name.setText(record.emergency_contact_name)
+        self.emergency_phone.setText(record.emergency_contact_phone)
+        self.allergies.setText(record.allergies)
+        self.blood_group.setCurrentText(record.blood_group)
+        self.notes.setPlainText(record.notes)
+        self._loaded = self.values()
+
+    def changes(self) -> dict[str, object]:
+        """Only what the person changed since :meth:`load` (precise sync merges)."""
+        now = self.values()
+        return {k: v for k, v in now.items() if self._loaded.get(k) != v}
+
     def show_duplicates(self, matches: list[PatientRow]) -> None:
         lines = [f"{m.name} · {m.number} · {m.phone} · {m.age_sex}" for m in matches[:5]]
         self.duplicates.setText(
@@ -246,6 +276,11 @@ class RegisterForm(QGroupBox):
         self.register_anyway.setVisible(True)
 
     def clear(self) -> None:
+        self.editing = None
+        self._loaded = {}
+        self.setTitle("Register a new patient")
+        self.register_button.setText("Register")
+        self.register_button.setToolTip("Register the patient (Ctrl+S)")
         self.errors.clear()
         for edit in (
             self.full_name,
@@ -305,6 +340,7 @@ class ReceptionWindow(RolePage):
         self.results.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.results.verticalHeader().setDefaultSectionSize(28)
         self.results.doubleClicked.connect(lambda _i: self.issue_token())
+        self.results.activated.connect(lambda _i: self.edit_selected())
         self.runner = SearchRunner(
             lambda q: gateway.search_patients(self.ctx.desk, self.ctx.actor, q, RESULT_LIMIT), self
         )
@@ -467,7 +503,15 @@ class ReceptionWindow(RolePage):
             self, "&Print token slip", self.print_last_slip, "Ctrl+P", "print"
         )
         self.save_action = make_action(
-            self, "&Register patient", lambda: self.register(False), "Ctrl+S"
+            self, "&Register / save patient", lambda: self.register(False), "Ctrl+S"
+        )
+        self.edit_action = make_action(
+            self,
+            "&Edit patient",
+            self.edit_selected,
+            "Ctrl+E",
+            "patient",
+            "Open the selected patient's record to correct it",
         )
         self.queue_action = make_action(
             self, "Today's &queue", lambda: self.tabs.setCurrentIndex(0), "Ctrl+Q", "history"
@@ -475,6 +519,7 @@ class ReceptionWindow(RolePage):
         for action in (
             self.find_action,
             self.new_action,
+            self.edit_action,
             self.token_action,
             self.slip_action,
             self.save_action,
@@ -491,6 +536,7 @@ class ReceptionWindow(RolePage):
         return [
             self.find_action,
             self.new_action,
+            self.edit_action,
             self.token_action,
             self.slip_action,
             self.save_action,
@@ -585,13 +631,55 @@ class ReceptionWindow(RolePage):
 
     # ------------------------------------------------------------------ register
     def new_patient(self) -> None:
+        if self.form.editing is not None:
+            self.form.clear()
         self.tabs.setCurrentWidget(self.form)
         self.form.full_name.setFocus()
+
+    def edit_selected(self) -> None:
+        """Open the selected patient's full record (audited) into the form to correct it."""
+        patient = self.selected_patient()
+        if patient is None:
+            self.token_label.setText("Select a patient first (Ctrl+F to search).")
+            return
+        record = attempt(self, gateway.open_patient, self.ctx.desk, self.ctx.actor, patient.id)
+        if record is not None:
+            self.form.load(record)
+            self.tabs.setCurrentWidget(self.form)
+            self.form.full_name.setFocus()
+
+    def save_changes(self) -> PatientRow | None:
+        record = self.form.editing
+        assert record is not None
+        changes = self.form.changes()
+        self.form.errors.clear()
+        self.form.general.clear()
+        if not changes:
+            self.form.general.setText("Nothing was changed.")
+            return None
+        try:
+            patient = gateway.edit_patient(
+                self.ctx.desk, self.ctx.actor, record.patient_id, changes
+            )
+        except ValidationError as exc:
+            self.form.general.setText("\n".join(self.form.errors.show(exc.fields)))
+            return None
+        except ClinicError as exc:
+            show_error(self, exc)
+            return None
+        self.form.clear()
+        self.ctx.events.patients_changed.emit()
+        self.select_patient(patient)
+        self.token_label.setText(f"Saved the changes to {patient.name} ({patient.number}).")
+        self.results.setFocus()
+        return patient
 
     def register(self, allow_duplicate: bool) -> PatientRow | None:
         if self.tabs.currentWidget() is not self.form:
             self.new_patient()
             return None
+        if self.form.editing is not None:
+            return self.save_changes()
         values = self.form.values()
         self.form.errors.clear()
         self.form.general.clear()

@@ -394,3 +394,32 @@ def test_an_unexpected_error_shows_a_friendly_message_and_logs_no_data(
     assert "KeyError" in caplog.text
     assert "Peter" not in caplog.text
     assert "9800000002" not in caplog.text
+
+
+def test_enter_on_a_result_opens_the_record_to_correct_it(
+    qtbot: QtBot, app: object, clinic: Clinic
+) -> None:
+    from clinic_desktop.models import AuditEvent, Patient
+
+    shell = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
+    reception = shell.page()  # type: ignore[attr-defined]
+    type_into(qtbot, reception.search_box, "asha")
+    wait_for(qtbot, lambda: reception.selected_patient() is not None)
+    qtbot.keyClick(reception.search_box, Qt.Key.Key_Return)  # to the results
+    assert reception.results.hasFocus()
+    qtbot.keyClick(reception.results, Qt.Key.Key_Return)  # open the record
+    form = reception.form
+    assert form.editing is not None
+    assert form.full_name.text() == "Asha Verma"
+    assert form.register_button.text() == "Save changes"
+    form.phone.clear()
+    type_into(qtbot, form.phone, "+91 98000 55555")
+    qtbot.keyClick(shell, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    assert form.editing is None
+    with clinic.desk.reading() as session:
+        patient = session.get(Patient, clinic.patients["Asha Verma"])
+        assert patient is not None
+        assert patient.phone == "+919800055555"
+        assert patient.full_name == "Asha Verma"
+        edits = session.scalars(select(AuditEvent).where(AuditEvent.action == "patient.edit")).all()
+        assert [e.detail for e in edits] == ["fields=phone"]
