@@ -136,6 +136,7 @@ class BillingWindow(RolePage):
         self._online_unavailable = ""  # why online payment is off right now (e.g. offline)
         # Refunds of Stripe payments go through the server (and Stripe), not the local service.
         self._online_refund_handler: Callable[[BillingWindow, str, int, str], str] | None = None
+        self.online_flow: object = None  # the checkout flow, kept alive with the page
 
         # --- waiting list
         self.awaiting_model: RowsModel[AwaitingVisit] = RowsModel(
