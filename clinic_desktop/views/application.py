@@ -123,7 +123,12 @@ class ClinicApp(QObject):
     def _open(self) -> OpenedStore:
         from clinic_desktop.store.open import open_store
 
-        return open_store(self.data_dir)
+        store = open_store(self.data_dir)
+        # Import the services here, in the worker, while the sign-in window is already up:
+        # the main thread then never waits for them.
+        import clinic_desktop.views.gateway  # noqa: F401
+
+        return store
 
     def _opened(self, store: OpenedStore) -> None:
         from clinic_desktop.store.open import desk_for
