@@ -17,6 +17,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -353,6 +354,7 @@ class Shell(QMainWindow):
             return
         self.locked = True
         self.idle.timer.stop()
+        self._cancel_open_dialogs()
         self._disabled_actions = [a for a in self.findChildren(QAction) if a.isEnabled()]
         for action in self._disabled_actions:
             action.setEnabled(False)
@@ -362,6 +364,18 @@ class Shell(QMainWindow):
         self.lock_page.message.clear()
         self.central.setCurrentWidget(self.lock_page)
         self.lock_page.password.setFocus()
+
+    def _cancel_open_dialogs(self) -> None:
+        """A message or dialog left open over the work (an allergy warning, a refund) would
+        stay readable over the lock: cancel it. Forms on the pages keep their content."""
+        for widget in QApplication.topLevelWidgets():
+            if not isinstance(widget, QDialog) or not widget.isVisible():
+                continue
+            owner = widget.parentWidget()
+            while owner is not None and owner is not self:
+                owner = owner.parentWidget()
+            if owner is self:
+                widget.reject()
 
     def try_unlock(self, password: str) -> bool:
         from clinic_desktop.services.errors import ClinicError

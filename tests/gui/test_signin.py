@@ -146,3 +146,19 @@ def test_admin_disables_a_user_who_then_cannot_sign_in(
     again = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
     assert again is None
     assert "disabled" in app.sign_in.message.text()  # type: ignore[attr-defined]
+
+
+def test_locking_cancels_a_message_left_open_over_the_work(
+    qtbot: QtBot, app: object, clinic: Clinic
+) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    shell = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
+    page = shell.page()  # type: ignore[attr-defined]
+    box = QMessageBox(page)
+    box.setText("Allergies: penicillin")
+    QTimer.singleShot(50, shell.lock)  # type: ignore[attr-defined]
+    box.exec()  # returns once the lock cancels it
+    assert shell.locked  # type: ignore[attr-defined]
+    assert not box.isVisible()
