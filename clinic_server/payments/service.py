@@ -482,14 +482,18 @@ class StripePayments:
         """A refund made outside the clinic (Stripe's dashboard) is recorded when it succeeds.
 
         Refunds the clinic itself makes carry ``metadata.clinic_source`` and are recorded by
-        the code that made them, with the cashier's reason.
+        the code that made them, with the cashier's reason; if Stripe only settled one later
+        (``refund.updated``), this records it. The refund-id claim keeps it to one row.
         """
         try:
             current = self._stripe().v1.refunds.retrieve(refund_id)
         except stripe.StripeError:
             raise PaymentProblem(503, "Stripe cannot be reached; deliver again later.") from None
         data: dict[str, Any] = current.to_dict()
-        if (data.get("metadata") or {}).get("clinic_source"):
+        source = str((data.get("metadata") or {}).get("clinic_source") or "")
+        if source and event_type == "refund.created":
+            # Made by the clinic: the code that made it records it (with the cashier's
+            # reason). Only a later refund.updated (a pending refund that settled) is ours.
             self._remember_event(event_id, event_type, refund_id, "made by the clinic")
             return {"status": "ignored"}
         if data.get("status") != "succeeded":
@@ -526,7 +530,11 @@ class StripePayments:
                     original,
                     refund_id,
                     int(data.get("amount") or 0),
-                    reason="Refunded in Stripe's dashboard.",
+                    reason=(
+                        "Refund completed by Stripe after it was requested here."
+                        if source
+                        else "Refunded in Stripe's dashboard."
+                    ),
                     user_id=original.received_by,
                     desk_code="",
                 )

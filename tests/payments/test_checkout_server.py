@@ -393,6 +393,9 @@ def test_stripes_notice_of_a_refund_the_desk_made_changes_nothing(world: World):
 
     [event] = world.standin.events_of("refund.created")
     assert world.standin.deliver(event["id"]) == 200
+    [refund] = world.standin.refunds.values()
+    later = world.standin.emit("refund.updated", world.standin.public(refund))
+    assert world.standin.deliver(later["id"]) == 200
 
     [negative] = [p for p in world.payments_of(bill_id) if p.amount_minor < 0]
     assert negative.id == refunded["refund_payment_id"]
