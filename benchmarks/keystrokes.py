@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -102,6 +103,7 @@ def main() -> int:
 
     common.show_error = no_dialogs  # type: ignore[assignment]
 
+    assert isinstance(app, QApplication)
     controller = ClinicApp(data_dir, app)
     controller.start(open_in_background=False)
     controller.sign_in.username.setText("rita")
@@ -111,9 +113,12 @@ def main() -> int:
     assert shell is not None
     shell.activateWindow()
     pump()
-    page = shell.page()
+    from clinic_desktop.views.reception import ReceptionWindow
 
-    def run(label: str, keys: list[tuple[str, object]], patient: str, doctor: str) -> dict:
+    page = shell.page()
+    assert isinstance(page, ReceptionWindow)
+
+    def run(label: str, keys: list[tuple[str, Any]], patient: str, doctor: str) -> dict:
         pressed: list[str] = []
         before = page.last_token
         for kind, value in keys:
@@ -125,7 +130,7 @@ def main() -> int:
                 for _ in range(5):
                     pump()
             else:
-                key, mods, name = value  # type: ignore[misc]
+                key, mods, name = value
                 pressed.append(name)
                 QTest.keyClick(target, key, mods)
                 pump()

@@ -48,7 +48,7 @@ def save(widget: QWidget, out: Path, name: str, app: QApplication) -> Path:
         .toImage()
         .convertToFormat(QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.ThresholdDither)
     )
-    image.save(str(path), "PNG", 0)
+    image.save(str(path), "PNG", 0)  # type: ignore[call-overload]  # the stub wants bytes; Qt wants str
     print(f"saved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 

@@ -42,7 +42,7 @@ def answer_next_message_box(button: QMessageBox.StandardButton, seen: list[str])
 
 
 def type_into(qtbot: QtBot, widget: object, text: str) -> None:
-    qtbot.keyClicks(widget, text)  # type: ignore[arg-type]
+    qtbot.keyClicks(widget, text)
 
 
 def wait_for(qtbot: QtBot, condition: Callable[[], object], timeout: int = 3000) -> None:
@@ -55,7 +55,7 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     # --- reception: register a new patient, then issue a token with F2
     shell = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
     reception = shell.page()  # type: ignore[attr-defined]
-    qtbot.keyClick(shell, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     form = reception.form
     assert form.full_name.hasFocus()
     type_into(qtbot, form.full_name, "Nadia <b>Khan</b>")
@@ -63,7 +63,7 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     form.age.setValue(41)
     type_into(qtbot, form.phone, "+91 98000 12345")
     type_into(qtbot, form.allergies, "sulfa")
-    qtbot.keyClick(shell, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
     patient = reception.selected_patient()
     assert patient is not None
     assert patient.name == "Nadia <b>Khan</b>"
@@ -71,12 +71,12 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
 
     doctor_index = reception.doctor_box.findData(clinic.users["drmehta"].user_id)
     reception.doctor_box.setCurrentIndex(doctor_index)
-    qtbot.keyClick(shell, Qt.Key.Key_F2)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F2)
     token = reception.last_token
     assert token is not None
     assert token.token_label == "A-001"
     assert token.doctor_name == "Dr Anil Mehta"
-    qtbot.keyClick(shell, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     slip = app.pdf_dir / "token-A-001.pdf"  # type: ignore[attr-defined]
     slip_text = pdf_text(slip)
     assert "A-001" in slip_text
@@ -88,12 +88,12 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     shell = sign_in(qtbot, app, "drmehta", clinic.passwords["drmehta"])
     doctor = shell.page()  # type: ignore[attr-defined]
     assert [r.token for r in doctor.queue_model.rows()] == ["A-001"]
-    qtbot.keyClick(shell, Qt.Key.Key_F5)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F5)
     assert doctor.visit is not None
     assert doctor.visit.status == "called"
     assert "Nadia <b>Khan</b>" in doctor.header.text()
     assert doctor.allergy.text() == "⚠ ALLERGIES: sulfa"
-    qtbot.keyClick(shell, Qt.Key.Key_F6)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F6)
     assert doctor.visit.status == "in_consultation"
 
     consult = doctor.form
@@ -119,12 +119,12 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     builder.frequency.setEditText("TDS")
     builder.duration.setEditText("5 days")
     type_into(qtbot, builder.quantity, "15")
-    qtbot.keyClick(shell, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
     assert [line.medicine for line in builder.lines] == [builder.lines[0].medicine]
     assert builder.lines[0].medicine.lower().startswith("paracetamol")
 
     qtbot.keyClick(
-        shell,  # type: ignore[arg-type]
+        shell,
         Qt.Key.Key_S,
         Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
     )
@@ -145,7 +145,7 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     ):
         assert expected in rx_text, expected
 
-    qtbot.keyClick(shell, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert doctor.visit is None
     shell.sign_out()  # type: ignore[attr-defined]
 
@@ -177,15 +177,15 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
     assert bill is not None
     assert [line.description for line in bill.lines] == ["Consultation Dr Mehta"]
     assert bill.total_minor == 5000
-    qtbot.keyClick(shell, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert billing.bill.status == "issued"
     assert billing.tendered.hasFocus()
     type_into(qtbot, billing.tendered, "60")
-    qtbot.keyClick(shell, Qt.Key.Key_F9)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F9)
     assert billing.bill.status == "paid"
     assert billing.last_change_minor == 1000
     assert billing.change_label.text() == "Change due: USD 10.00"
-    qtbot.keyClick(shell, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     receipt = billing.last_receipt
     assert receipt is not None
     receipt_text = pdf_text(receipt)
@@ -226,7 +226,7 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
         dialog.accept()  # type: ignore[attr-defined]
 
     QTimer.singleShot(20, fill_refund)
-    qtbot.keyClick(shell, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     assert billing.message.text() == "Refunded USD 10.00."
     with desk.reading() as session:
         refund = session.scalars(
@@ -234,7 +234,7 @@ def test_full_visit_from_registration_to_receipt(qtbot: QtBot, app: object, clin
         ).one()
         assert (refund.amount_minor, refund.reason) == (-1000, "Charged twice for the ECG")
 
-    qtbot.keyClick(shell, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     report_pdf = billing.print_report()
     assert report_pdf is not None
     report_text = pdf_text(report_pdf)
@@ -295,8 +295,8 @@ def test_prescribing_against_an_allergy_warns_the_doctor(
     )
     shell = sign_in(qtbot, app, "drmehta", clinic.passwords["drmehta"])
     doctor = shell.page()  # type: ignore[attr-defined]
-    qtbot.keyClick(shell, Qt.Key.Key_F5)  # type: ignore[arg-type]
-    qtbot.keyClick(shell, Qt.Key.Key_F6)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F5)
+    qtbot.keyClick(shell, Qt.Key.Key_F6)
     assert doctor.allergy.text() == "⚠ ALLERGIES: penicillin"
     builder = doctor.builder
     doctor.tabs.setCurrentWidget(builder)
@@ -346,7 +346,7 @@ def test_board_shows_the_token_a_doctor_calls(qtbot: QtBot, app: object, clinic:
     assert card.now.text() == "-"
     assert card.next.text() == "A-001  A-002"
 
-    qtbot.keyClick(shell, Qt.Key.Key_F5)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F5)
     assert card.now.text() == "A-001"
     assert card.next.text() == "A-002"
     assert board.announcements == ["Token A-001, please go to Dr Lena Silva."]
@@ -364,7 +364,7 @@ def test_f2_right_after_typing_issues_the_token_for_what_was_typed(
     # type a new name and press F2 at once, before the background search answers
     reception.search_box.selectAll()
     type_into(qtbot, reception.search_box, "peter")
-    qtbot.keyClick(shell, Qt.Key.Key_F2)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_F2)
     token = reception.last_token
     assert token is not None
     assert token.patient_name == "Peter Penn"
@@ -414,7 +414,7 @@ def test_enter_on_a_result_opens_the_record_to_correct_it(
     assert form.register_button.text() == "Save changes"
     form.phone.clear()
     type_into(qtbot, form.phone, "+91 98000 55555")
-    qtbot.keyClick(shell, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
     assert form.editing is None
     with clinic.desk.reading() as session:
         patient = session.get(Patient, clinic.patients["Asha Verma"])

@@ -43,7 +43,7 @@ def test_new_workstation_joins_the_server_then_its_admin_signs_in(
         assert wizard.isVisible()  # a wrong code is refused with a message
         assert wizard.join_general.text()
 
-        wizard.inputs["enrolment_code"].clear()  # type: ignore[union-attr]
+        wizard.inputs["enrolment_code"].clear()
         qtbot.keyClicks(wizard.inputs["enrolment_code"], server.server.enrolment_code())
         wizard.accept()
         assert not wizard.isVisible()

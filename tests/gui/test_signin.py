@@ -40,7 +40,7 @@ def test_first_start_runs_setup_wizard_then_admin_can_sign_in(
     # a weak password is refused beside its field; the wizard stays open
     assert wizard.isVisible()
     assert wizard.errors.message("password")
-    wizard.inputs["password"].clear()  # type: ignore[union-attr]
+    wizard.inputs["password"].clear()
     qtbot.keyClicks(wizard.inputs["password"], "Bright-meadow-482")
     wizard.accept()
     assert not wizard.isVisible()
@@ -87,7 +87,7 @@ def test_a_doctor_who_also_bills_can_switch_windows(
 ) -> None:
     shell = sign_in(qtbot, app, "drsilva", clinic.passwords["drsilva"])
     assert shell.page().objectName() == "doctorWindow"  # type: ignore[attr-defined]
-    qtbot.keyClick(shell, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)  # type: ignore[arg-type]
+    qtbot.keyClick(shell, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert shell.page().objectName() == "billingWindow"  # type: ignore[attr-defined]
 
 
