@@ -25,6 +25,7 @@ Prints JSON (stalls during the sync, per phase, the worst ones with their stacks
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -140,6 +141,7 @@ class Sample:
 
     at: float
     frames: tuple[str, ...]
+    others: tuple[str, ...] = ()  # "thread: innermost frame" of the other busy threads
 
 
 class StallSampler:
@@ -168,13 +170,17 @@ class StallSampler:
             now = time.perf_counter()
             if not last or (now - last) * 1000 < SAMPLE_AFTER_MS:
                 continue
-            frame = sys._current_frames().get(self.main_id or 0)
-            stack: list[str] = []
-            while frame is not None and len(stack) < 40:
-                code = frame.f_code
-                stack.append(f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}")
-                frame = frame.f_back
-            self.samples.append(Sample(now, tuple(stack)))
+            frames = sys._current_frames()
+            names = {t.ident: t.name for t in threading.enumerate()}
+            others = tuple(
+                f"{names.get(ident, ident)}: {_stack(other)[0]}"
+                for ident, other in frames.items()
+                if ident not in (self.main_id, threading.get_ident())
+                and not names.get(ident, "").startswith("stall-")
+                and not _idle(other)
+            )
+            main = frames.get(self.main_id or 0)
+            self.samples.append(Sample(now, _stack(main) if main else (), others))
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,6 +194,17 @@ class Gap:
     end: float
     stall_ms: float
     phase: str
+    cpu_ms: float = 0.0  # main-thread CPU time in the gap: low means it waited (GIL/CPU)
+    runq_ms: float = 0.0  # time it was runnable but had no core (2-core machine, busy server)
+
+
+def _run_queue_seconds() -> float:
+    """Linux: how long the calling thread has waited for a core, in total (schedstat)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 @dataclass
@@ -198,6 +215,8 @@ class Probe:
     gaps: list[Gap] = field(default_factory=list)
     timer: QTimer = field(default_factory=QTimer)
     last: float = 0.0
+    last_cpu: float = 0.0
+    last_runq: float = 0.0
     last_phase: str = ""
 
     def start(self) -> None:
@@ -205,15 +224,29 @@ class Probe:
         self.timer.setInterval(INTERVAL_MS)
         self.timer.timeout.connect(self._tick)
         self.last = time.perf_counter()
+        self.last_cpu = time.thread_time()
+        self.last_runq = _run_queue_seconds()
         self.last_phase = self.phase_of()
         self.timer.start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        cpu = time.thread_time()
+        runq = _run_queue_seconds()
         stall = max(0.0, (now - self.last) * 1000 - INTERVAL_MS)
         # A gap belongs to the phase it started in (a stall that ends a phase is its own).
-        self.gaps.append(Gap(now, stall, self.last_phase))
+        self.gaps.append(
+            Gap(
+                now,
+                stall,
+                self.last_phase,
+                (cpu - self.last_cpu) * 1000,
+                (runq - self.last_runq) * 1000,
+            )
+        )
         self.last = now
+        self.last_cpu = cpu
+        self.last_runq = runq
         self.last_phase = self.phase_of()
 
     def stop(self) -> None:
@@ -280,6 +313,20 @@ def summarise(gaps: list[Gap]) -> dict[str, Any]:
     }
 
 
+def _stack(frame: Any) -> tuple[str, ...]:
+    stack: list[str] = []
+    while frame is not None and len(stack) < 40:
+        code = frame.f_code
+        stack.append(f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return tuple(stack)
+
+
+def _idle(frame: Any) -> bool:
+    """A thread parked in a wait (Event/Condition/queue), i.e. not competing for the GIL."""
+    return frame is not None and frame.f_code.co_name in {"wait", "_worker", "get"}
+
+
 def _short(filename: str) -> str:
     """Project files relative to the repository; libraries by their file name."""
     path = Path(filename)
@@ -302,17 +349,20 @@ def where(sample: Sample) -> str:
     return own[0] if project is None or project == own[0] else f"{own[0]} <- {project}"
 
 
-def blame(gap: Gap, samples: list[Sample]) -> list[str]:
-    """Distinct main-thread stacks sampled inside a stall's window, innermost first."""
+def blame(gap: Gap, samples: list[Sample], gcs: GcWatch) -> list[str]:
+    """Distinct main-thread stacks sampled inside a stall's window, innermost first, and
+    the slow garbage collections that overlapped it."""
     begin = gap.end - (gap.stall_ms + INTERVAL_MS) / 1000
-    seen: list[str] = []
+    seen: list[str] = gcs.during(begin, gap.end)
     for sample in samples:
         if begin < sample.at <= gap.end:
             project = [f for f in sample.frames if f.startswith("clinic_desktop/")]
-            text = where(sample) + (" | " + " <- ".join(project[:5]) if project else "")
+            text = where(sample) + (" | " + " <- ".join(project[:3]) if project else "")
+            if sample.others:
+                text += " || busy: " + "; ".join(sample.others)
             if text not in seen:
                 seen.append(text)
-    return seen[:4]
+    return seen[:5]
 
 
 READ_ONLY = "clinic_read_only"
@@ -323,6 +373,31 @@ READ_ONLY = "clinic_read_only"
 # times a second, so the benchmark holds extra references to keep its own run alive. The
 # counts are also measured (``refcount_drain``): that is the app's own drain, a real risk.
 _BALLAST: list[object] = []
+
+
+class GcWatch:
+    """Cyclic garbage collections that took over 5 ms: they hold the GIL, so every thread
+    (the main one included) waits for them, whichever thread triggered them."""
+
+    def __init__(self) -> None:
+        self.slow: list[tuple[float, float, int, str]] = []  # start, end, generation, thread
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+        elif (now - self._started) * 1000 >= 5:
+            self.slow.append(
+                (self._started, now, info["generation"], threading.current_thread().name)
+            )
+
+    def during(self, begin: float, end: float) -> list[str]:
+        return [
+            f"gc gen{gen} {round((stop - start) * 1000, 1)} ms in {thread}"
+            for start, stop, gen, thread in self.slow
+            if stop > begin and start < end
+        ]
 
 
 def _refs() -> dict[str, int]:
@@ -378,6 +453,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server, desk_dir, load_seconds = prepare(root, args.patients, args.visits, roles)
     expected = args.patients + args.visits
     _BALLAST.extend([None, True] * 2_000_000)
+    gcs = GcWatch()
+    gc.callbacks.append(gcs)
     marks: dict[str, float] = {}
     progress: list[tuple[float, int, int]] = []
     try:
@@ -505,12 +582,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "worst_stalls": [
             {
                 "stall_ms": round(g.stall_ms, 1),
+                "main_thread_cpu_ms": round(g.cpu_ms, 1),
+                # The rest of the stall (not CPU, not run queue) is waiting: for the GIL.
+                "main_thread_run_queue_ms": round(g.runq_ms, 1),
                 "phase": g.phase,
                 "at_seconds_after_sign_in": round(g.end - marks.get("submitted", 0.0), 2),
-                "main_thread_stacks": blame(g, samples),
+                "main_thread_stacks": blame(g, samples, gcs),
             }
             for g in worst[:15]
         ],
+        "slow_gc_during_sync": {
+            "count": len([c for c in gcs.slow if sync_start < c[1] <= sync_end]),
+            "max_ms": round(
+                max(
+                    ((c[1] - c[0]) * 1000 for c in gcs.slow if sync_start < c[1] <= sync_end),
+                    default=0.0,
+                ),
+                1,
+            ),
+            "stalls_over_50ms_with_gc": sum(
+                1
+                for g in in_sync
+                if g.stall_ms > STALL_TARGET_MS
+                and gcs.during(g.end - (g.stall_ms + INTERVAL_MS) / 1000, g.end)
+            ),
+        },
         "stalled_main_thread_samples_during_sync": dict(places.most_common(10)),
         "target_max_stall_ms": STALL_TARGET_MS,
         "meets_target": bool(in_sync) and summarise(in_sync)["max_stall_ms"] < STALL_TARGET_MS,
