@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from clinic_desktop.services.errors import ClinicError, ValidationError
 from clinic_desktop.views import gateway
 from clinic_desktop.views.common import (
+    BackgroundPoll,
     Column,
     RowsModel,
     attempt,
@@ -356,9 +357,21 @@ class BillingWindow(RolePage):
             self.addAction(action)
         self.timer = QTimer(self)
         self.timer.setInterval(5000)
-        self.timer.timeout.connect(self.refresh)
+        self.awaiting_poll = BackgroundPoll(
+            lambda: gateway.bills_awaiting(self.ctx.desk, self.ctx.actor),
+            self._show_awaiting,
+            self._poll_failed,
+            self,
+        )
+        self.timer.timeout.connect(self.awaiting_poll.request)
         self.ctx.events.visit_completed.connect(lambda _v: self.refresh())
         self._show_bill(None)
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClinicError):
+            self.message.setText(str(exc))
+        else:
+            log.warning("refresh failed: %s", type(exc).__name__)
 
     def actions_for_menu(self) -> list[QAction]:
         return [
@@ -440,6 +453,9 @@ class BillingWindow(RolePage):
         except ClinicError as exc:
             self.message.setText(str(exc))
             return
+        self._show_awaiting(rows)
+
+    def _show_awaiting(self, rows: list[AwaitingVisit]) -> None:
         if rows != self.awaiting_model.rows():
             self.awaiting_model.set_rows(rows)
             if rows and not self.awaiting.currentIndex().isValid():

@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from clinic_desktop.views.common import icon, plain_label
+from clinic_desktop.views.common import BackgroundPoll, icon, plain_label
 
 if TYPE_CHECKING:
     from clinic_desktop.services.context import Desk
@@ -116,7 +116,12 @@ class BoardWindow(QWidget):
         QShortcut(QKeySequence("Esc"), self, self.showNormal)
         self.timer = QTimer(self)
         self.timer.setInterval(poll_ms)
-        self.timer.timeout.connect(self.refresh)
+        from clinic_desktop.views import gateway
+
+        self.poll = BackgroundPoll(
+            lambda: gateway.board_lines(desk), self.show_lines, self._failed, self
+        )
+        self.timer.timeout.connect(self.poll.request)
         self.timer.start()
         self.refresh()
 
@@ -127,15 +132,23 @@ class BoardWindow(QWidget):
             self.showFullScreen()
 
     def refresh(self) -> None:
-        """Re-read today's board; announce any doctor whose current token changed."""
+        """Re-read today's board now (a doctor on this desk just called)."""
         from clinic_desktop.views import gateway
 
-        self.clock.setText(datetime.now().strftime("%H:%M"))
         try:
             lines = gateway.board_lines(self.desk)
-        except Exception as exc:  # the board is unattended: log and keep showing the last state
-            log.warning("board refresh failed: %s", type(exc).__name__)
+        except Exception as exc:
+            self._failed(exc)
             return
+        self.show_lines(lines)
+
+    def _failed(self, exc: BaseException) -> None:
+        # The board is unattended: log and keep showing the last state.
+        log.warning("board refresh failed: %s", type(exc).__name__)
+
+    def show_lines(self, lines: list[BoardLine]) -> None:
+        """Show the board; announce any doctor whose current token changed."""
+        self.clock.setText(datetime.now().strftime("%H:%M"))
         self._announce_changes(lines)
         if lines == self.lines:
             return

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,62 @@ def run_in_background(
     relay.done.connect(finished, Qt.ConnectionType.QueuedConnection)
     relay.failed.connect(failed, Qt.ConnectionType.QueuedConnection)
     (pool or QThreadPool.globalInstance()).start(_Job(fn, relay))
+
+
+class BackgroundPoll(QObject, Generic[T]):
+    """A periodic re-read done off the UI thread, one at a time.
+
+    Timers that refresh lists (the queue every few seconds, the board every second) must not
+    make the window wait on the store, which may be busy with a sync write. ``fetch`` runs on
+    a pool thread; ``apply`` gets its result on the UI thread; a request made while one is in
+    flight is merged into one more run afterwards.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], T],
+        apply: Callable[[T], object],
+        fail: Callable[[BaseException], object] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._fetch = fetch
+        self._apply = apply
+        self._fail = fail
+        self._busy = False
+        self._again = False
+
+    def request(self) -> None:
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        run_in_background(self._fetch, self._done, self._failed)
+
+    def _finish(self) -> None:
+        self._busy = False
+        if self._again:
+            self._again = False
+            self.request()
+
+    def _done(self, result: T) -> None:
+        if not isValid(self):  # the window closed while the read ran
+            return
+        try:
+            self._apply(result)
+        finally:
+            self._finish()
+
+    def _failed(self, exc: BaseException) -> None:
+        if not isValid(self):
+            return
+        try:
+            if self._fail is not None:
+                self._fail(exc)
+            else:
+                log.warning("background refresh failed: %s", type(exc).__name__)
+        finally:
+            self._finish()
 
 
 def run_with_progress(

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from clinic_desktop.services.errors import ClinicError, ValidationError
 from clinic_desktop.views import gateway
 from clinic_desktop.views.common import (
+    BackgroundPoll,
     Column,
     FieldErrors,
     RowsModel,
@@ -622,9 +623,21 @@ class DoctorWindow(RolePage):
             self.addAction(action)
         self.timer = QTimer(self)
         self.timer.setInterval(3000)
-        self.timer.timeout.connect(self.refresh_queue)
+        self.queue_poll = BackgroundPoll(
+            lambda: gateway.doctor_queue(self.ctx.desk, self.ctx.actor),
+            self._show_queue,
+            self._poll_failed,
+            self,
+        )
+        self.timer.timeout.connect(self.queue_poll.request)
         self.ctx.events.queue_changed.connect(self.refresh_queue)
         self._set_work_enabled(False)
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClinicError):
+            self.queue_hint.setText(str(exc))
+        else:
+            log.warning("refresh failed: %s", type(exc).__name__)
 
     def actions_for_menu(self) -> list[QAction]:
         return [
@@ -659,6 +672,9 @@ class DoctorWindow(RolePage):
         except ClinicError as exc:
             self.queue_hint.setText(str(exc))
             return
+        self._show_queue(rows)
+
+    def _show_queue(self, rows: list[QueueRow]) -> None:
         if rows != self.queue_model.rows():
             self.queue_model.set_rows(rows)
         waiting = sum(1 for r in rows if r.status == "waiting")

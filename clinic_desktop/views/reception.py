@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 from clinic_desktop.services.errors import ClinicError, ValidationError
 from clinic_desktop.views import gateway
 from clinic_desktop.views.common import (
+    BackgroundPoll,
     Column,
     FieldErrors,
     RowsModel,
@@ -464,7 +465,11 @@ class ReceptionWindow(RolePage):
         )
         self.queue_timer = QTimer(self)
         self.queue_timer.setInterval(3000)
-        self.queue_timer.timeout.connect(self.refresh_queue)
+        self.queue_poll = BackgroundPoll(
+            self._fetch_queue, self._show_queue, lambda exc: None, self
+        )
+        self.queue_timer.timeout.connect(self.poll_queue)
+        self._filter_snapshot: tuple[str | None, bool] = (None, False)
         self.ctx.events.queue_changed.connect(self.refresh_queue)
         self.ctx.events.users_changed.connect(self.load_doctors)
         self.doctors: list[DoctorRef] = []
@@ -784,20 +789,40 @@ class ReceptionWindow(RolePage):
         )
 
     # ------------------------------------------------------------------ queue
+    def _queue_filter(self) -> tuple[str | None, bool]:
+        return self.queue_doctor.currentData(), self.show_cancelled.isChecked()
+
+    def _fetch_queue(self) -> tuple[tuple[str | None, bool], list[QueueRow]]:
+        # Runs on a pool thread: the filter is read from plain values, not widgets.
+        wanted = self._filter_snapshot
+        doctor, finished = wanted
+        rows = gateway.today_queue(self.ctx.desk, self.ctx.actor, doctor, include_finished=finished)
+        return wanted, rows
+
+    def _show_queue(self, result: tuple[tuple[str | None, bool], list[QueueRow]]) -> None:
+        wanted, rows = result
+        if wanted == self._queue_filter():  # the filter did not change meanwhile
+            self._apply_queue(rows)
+
+    def poll_queue(self) -> None:
+        self._filter_snapshot = self._queue_filter()
+        self.queue_poll.request()
+
     def refresh_queue(self) -> None:
         if not self.isVisible() and self.queue_model.rowCount():
             return
-        selected = self.selected_visit()
+        doctor, finished = self._queue_filter()
         try:
             rows = gateway.today_queue(
-                self.ctx.desk,
-                self.ctx.actor,
-                self.queue_doctor.currentData(),
-                include_finished=self.show_cancelled.isChecked(),
+                self.ctx.desk, self.ctx.actor, doctor, include_finished=finished
             )
         except ClinicError as exc:
             self.search_status.setText(str(exc))
             return
+        self._apply_queue(rows)
+
+    def _apply_queue(self, rows: list[QueueRow]) -> None:
+        selected = self.selected_visit()
         if rows == self.queue_model.rows():
             return
         self.queue_model.set_rows(rows)

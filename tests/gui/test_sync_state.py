@@ -49,3 +49,21 @@ def test_visits_arriving_from_another_desk_refresh_the_queue(
     app.sync.rows_changed.emit({"visit": [visit.id]})  # type: ignore[attr-defined]
     qtbot.waitUntil(lambda: len(reception.queue_model.rows()) == 1, timeout=2000)
     assert reception.queue_model.rows()[0].token == visit.token_label
+
+
+def test_periodic_queue_refresh_reads_off_the_ui_thread(
+    qtbot: QtBot, app: object, clinic: Clinic
+) -> None:
+    shell = sign_in(qtbot, app, "rita", clinic.passwords["rita"])
+    reception = shell.page()  # type: ignore[attr-defined]
+    reception.queue_timer.stop()
+    visit = queue.issue_token(
+        clinic.desk,
+        clinic.users["rita"],
+        clinic.patients["Maria Gomez"],
+        clinic.users["drsilva"].user_id,
+    )
+    reception.poll_queue()  # what the timer does every few seconds
+    assert reception.queue_poll._busy  # the read is running on a pool thread
+    qtbot.waitUntil(lambda: len(reception.queue_model.rows()) == 1, timeout=3000)
+    assert reception.queue_model.rows()[0].token == visit.token_label
