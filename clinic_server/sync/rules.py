@@ -149,6 +149,10 @@ def permission_problem(
         if parent is None or parent.doctor_id != actor.user_id:
             return "A doctor can only write their own prescriptions."
         return None
+    if entity == "payment" and after.get("method") == "stripe":
+        # Online payments are recorded by the server when Stripe confirms them (once, by
+        # confirm or webhook); a desk-made copy would count the same money twice.
+        return "Online (Stripe) payments are recorded by the server, not by a workstation."
     if entity in ("bill", "bill_item", "payment"):
         return _need(actor, entity, BILLING, ADMIN)
     if entity == "audit_event":

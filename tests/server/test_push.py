@@ -589,6 +589,28 @@ def test_payments_are_append_only_and_idempotent_by_id(world: World) -> None:
     assert "never change" in edit["reason"]
 
 
+def test_a_workstation_cannot_push_an_online_payment(world: World) -> None:
+    """Only the server records Stripe payments (on confirm or webhook), so no money counts twice."""
+    bea_id = world.add_user("bea", "billing")
+    bea = world.login("bea", desk="A")
+    patient_id, _ = _new_patient(world, "P-A-000001")
+    bill_id, _ = _bill(world, bea, patient_id)
+    pay_id = str(uuid.uuid4())
+    fields = {
+        "id": pay_id,
+        "bill_id": bill_id,
+        "method": "stripe",
+        "amount_minor": 5000,
+        "currency": "USD",
+        "received_at": datetime.now(UTC).isoformat(),
+        "received_by": bea_id,
+        "reference": "cs_test_forged",
+    }
+    answer = bea.push_one(mutation("payment", pay_id, fields))
+    assert answer["status"] == "rejected"
+    assert "recorded by the server" in answer["reason"]
+
+
 def test_audit_events_are_own_and_append_only(world: World) -> None:
     user_id = world.add_user("rosa", "receptionist")
     rosa = world.login("rosa", desk="A")
