@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="store_true", help="print the version and exit (opens nothing)"
     )
+    parser.add_argument(
+        "--allow-insecure-local-server",
+        action="store_true",
+        help="demo only: accept a plain http:// server address on this machine's loopback "
+        "(127.0.0.1, localhost); production servers use https://",
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
         "--load-demo",
@@ -113,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         return int(run_self_test(data_dir))
     from clinic_desktop.views.application import run_gui
 
-    return int(run_gui(data_dir))
+    return int(run_gui(data_dir, allow_insecure_local_server=args.allow_insecure_local_server))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ caller passes ``allow_insecure=True`` (tests, and a clinic's explicit demo set-u
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -66,6 +67,18 @@ class Tokens:
         return f"Tokens(user={self.user.get('username')!r})"
 
 
+def _is_loopback(host: str | None) -> bool:
+    """Plain http is tolerated only to this machine: nothing then crosses a network."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def normalise_server_url(url: str, *, allow_insecure: bool = False) -> str:
     """Validate a server address and strip trailing slashes.
 
@@ -79,7 +92,7 @@ def normalise_server_url(url: str, *, allow_insecure: bool = False) -> str:
             "The server address must look like https://clinic-server.example:8443 "
             f"(got {url.strip()!r})."
         )
-    if parts.scheme == "http" and not allow_insecure:
+    if parts.scheme == "http" and not (allow_insecure and _is_loopback(parts.hostname)):
         raise InsecureServerUrl(
             "The server address uses plain http://, which would send passwords and patient "
             "data unencrypted. Use the server's https:// address."

@@ -309,8 +309,11 @@ def gateway_change(desk: Desk, actor: Actor, old: str, new: str) -> None:
     gateway.change_own_password(desk, actor, old, new)
 
 
-def run_gui(data_dir: Path) -> int:
-    """Run the desktop application on the store in ``data_dir``; returns the exit code."""
+def run_gui(data_dir: Path, *, allow_insecure_local_server: bool = False) -> int:
+    """Run the desktop application on the store in ``data_dir``; returns the exit code.
+
+    ``allow_insecure_local_server`` lets a demo reach a plain-http server on loopback only.
+    """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("Clinic Desk")
@@ -318,6 +321,7 @@ def run_gui(data_dir: Path) -> int:
     apply_style(app)
     install_excepthook()
     controller = ClinicApp(data_dir, app)
+    controller.allow_insecure_server = allow_insecure_local_server
     controller.start()
     code = app.exec()
     controller.sync.stop()

@@ -17,12 +17,15 @@ from clinic_desktop.sync.transport import Tokens, Transport
 from tests.sync.conftest import PASSWORD, DeskHandle, SharedClinic, free_port
 
 
-def test_plain_http_is_refused_unless_explicitly_allowed() -> None:
+def test_plain_http_is_refused_unless_explicitly_allowed_and_on_loopback() -> None:
     with pytest.raises(InsecureServerUrl):
         Transport("http://clinic.example:8700")
-    assert Transport("http://clinic.example:8700/", allow_insecure=True).base_url == (
-        "http://clinic.example:8700"
-    )
+    with pytest.raises(InsecureServerUrl):  # the demo flag never opens a clear-text network link
+        Transport("http://clinic.example:8700", allow_insecure=True)
+    with pytest.raises(InsecureServerUrl):
+        Transport("http://192.168.1.20:8700", allow_insecure=True)
+    for local in ("http://127.0.0.1:8700/", "http://localhost:8700", "http://[::1]:8700"):
+        assert Transport(local, allow_insecure=True).base_url == local.rstrip("/")
     assert Transport("https://clinic.example/").base_url == "https://clinic.example"
     with pytest.raises(SyncError):
         Transport("clinic.example")
