@@ -129,10 +129,10 @@ def test_self_test_is_handed_the_data_dir(tmp_path: Path, monkeypatch: pytest.Mo
 def test_without_an_action_the_gui_runs_on_the_default_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[Path] = []
+    seen: list[tuple[Path, bool]] = []
 
-    def run_gui(data_dir: Path) -> int:
-        seen.append(data_dir)
+    def run_gui(data_dir: Path, *, allow_insecure_local_server: bool = False) -> int:
+        seen.append((data_dir, allow_insecure_local_server))
         return 0
 
     fake = types.ModuleType("clinic_desktop.views.application")
@@ -140,7 +140,9 @@ def test_without_an_action_the_gui_runs_on_the_default_data_dir(
     monkeypatch.setitem(sys.modules, "clinic_desktop.views.application", fake)
     monkeypatch.setenv("CLINIC_DESK_DATA_DIR", str(tmp_path / "kiosk"))
     assert app.main([]) == 0
-    assert seen == [(tmp_path / "kiosk").resolve()]
+    assert seen == [((tmp_path / "kiosk").resolve(), False)]
+    assert app.main(["--allow-insecure-local-server"]) == 0
+    assert seen[-1] == ((tmp_path / "kiosk").resolve(), True)
 
 
 def test_load_demo_and_self_test_cannot_be_combined(capsys: pytest.CaptureFixture[str]) -> None:
