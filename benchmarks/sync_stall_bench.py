@@ -362,7 +362,7 @@ def blame(gap: Gap, samples: list[Sample], gcs: GcWatch) -> list[str]:
                 text += " || busy: " + "; ".join(sample.others)
             if text not in seen:
                 seen.append(text)
-    return seen[:5]
+    return seen[:12]
 
 
 READ_ONLY = "clinic_read_only"
@@ -552,7 +552,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     places: Counter[str] = Counter(where(s) for s in samples if sync_start < s.at <= sync_end)
     sync_seconds = sync_end - sync_start
     synced = progress[-1][1] if progress else 0
-    latencies = [ms for at, ms in posted.echo.received if sync_start < at <= sync_end]
+    # Only pings sent after the snapshot started (not those held up by the shell opening).
+    latencies = [
+        ms for at, ms in posted.echo.received if sync_start < at - ms / 1000 and at <= sync_end
+    ]
     return {
         "benchmark": "sync_stall",
         "patients": args.patients,
