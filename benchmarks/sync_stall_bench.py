@@ -350,19 +350,18 @@ def where(sample: Sample) -> str:
 
 
 def blame(gap: Gap, samples: list[Sample], gcs: GcWatch) -> list[str]:
-    """Distinct main-thread stacks sampled inside a stall's window, innermost first, and
-    the slow garbage collections that overlapped it."""
+    """Where the main thread was during a stall, most sampled first ("N x" at ~5 ms a
+    sample, so N x 5 ms is roughly the time spent there), and overlapping slow collections."""
     begin = gap.end - (gap.stall_ms + INTERVAL_MS) / 1000
-    seen: list[str] = gcs.during(begin, gap.end)
+    counts: Counter[str] = Counter()
     for sample in samples:
         if begin < sample.at <= gap.end:
             project = [f for f in sample.frames if f.startswith("clinic_desktop/")]
             text = where(sample) + (" | " + " <- ".join(project[:3]) if project else "")
             if sample.others:
                 text += " || busy: " + "; ".join(sample.others)
-            if text not in seen:
-                seen.append(text)
-    return seen[:12]
+            counts[text] += 1
+    return gcs.during(begin, gap.end)[:4] + [f"{n} x {t}" for t, n in counts.most_common(6)]
 
 
 READ_ONLY = "clinic_read_only"
