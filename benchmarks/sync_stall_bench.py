@@ -448,6 +448,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     if args.try_deferred_reads:
         try_deferred_reads()
+    if args.switch_interval_ms:
+        # EXPERIMENT: a waiting thread asks the GIL holder to let go after this long
+        # (CPython's default is 5 ms); shorter should shorten the main thread's GIL waits.
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     root = Path(tempfile.mkdtemp(prefix="clinic-stall-"))
     server, desk_dir, load_seconds = prepare(root, args.patients, args.visits, roles)
     expected = args.patients + args.visits
@@ -620,6 +624,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "meets_target": bool(in_sync) and summarise(in_sync)["max_stall_ms"] < STALL_TARGET_MS,
         "attribution": args.attribute,
         "experiment_deferred_reads": args.try_deferred_reads,
+        "gil_switch_interval_ms": round(sys.getswitchinterval() * 1000, 2),
         # Net change of the references from sign-in to the end of the run, the probe's own
         # emits added back (live objects holding None/True blur it); the count at the
         # start is the headroom before a leak of one per call aborts the app.
@@ -668,6 +673,12 @@ def main() -> None:
         "--try-deferred-reads",
         action="store_true",
         help="experiment: read-only sessions begin deferred, not IMMEDIATE (proposed fix)",
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=0.0,
+        help="experiment: sys.setswitchinterval for the run (0: CPython's default, 5 ms)",
     )
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
