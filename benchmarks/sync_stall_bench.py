@@ -546,7 +546,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gaps = probe.gaps
     sync_start = marks.get("snapshot_started", marks.get("signed_in", 0.0))
     sync_end = marks.get("idle", marks.get("snapshot_done", time.perf_counter()))
-    in_sync = [g for g in gaps if sync_start < g.end <= sync_end]
+    # A gap that started before the shell was up is the shell opening, reported apart.
+    in_sync = [
+        g for g in gaps if sync_start < g.end <= sync_end and g.phase not in ("start", "sign_in")
+    ]
     by_phase: dict[str, list[Gap]] = {}
     for g in gaps:
         by_phase.setdefault(g.phase, []).append(g)
