@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clinic_desktop.models.hlc import HybridLogicalClock
 from clinic_desktop.services.errors import PermissionDenied
+from clinic_desktop.store.engine import READ_ONLY
 from clinic_desktop.store.tracking import ACTOR, CLOCK, DEVICE, install_tracking
 
 
@@ -49,11 +50,17 @@ class Desk:
     audit_key: bytes
     clock: HybridLogicalClock
     sessions: sessionmaker[Session] = field(init=False)
+    read_sessions: sessionmaker[Session] = field(init=False)
     now: Clock = field(default_factory=lambda: SystemClock())
 
     def __post_init__(self) -> None:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         install_tracking(self.sessions)
+        # Reads take no write lock, so a long sync write never holds up a screen.
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        install_tracking(self.read_sessions)
 
     @contextmanager
     def transaction(self, actor: Actor | None) -> Iterator[Session]:
@@ -66,8 +73,11 @@ class Desk:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session (nothing it touches is flushed)."""
-        with self.sessions() as session:
+        """A read-only session on one WAL snapshot, without the write lock.
+
+        Nothing it touches is flushed: it is rolled back at the end.
+        """
+        with self.read_sessions() as session:
             session.info[CLOCK] = self.clock
             session.info[DEVICE] = self.device_id
             yield session

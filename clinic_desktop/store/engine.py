@@ -16,6 +16,8 @@ from sqlalchemy.pool import QueuePool
 
 _HEX_KEY = re.compile(r"^[0-9a-f]{64}$")
 
+READ_ONLY = "read_only"  # execution option: begin a deferred (non-locking) transaction
+
 
 class StoreError(Exception):
     """The local store cannot be opened; the message is meant for a person."""
@@ -78,8 +80,13 @@ def create_store_engine(path: Path, key_hex: str, *, pool_size: int = 5) -> Engi
     def _no_implicit_begin(dbapi_conn: Any, _record: object) -> None:
         dbapi_conn.isolation_level = None
 
+    # Read-only work (``engine.execution_options(read_only=True)``) begins deferred instead:
+    # in WAL mode a reader never waits for the writer, so screens stay live during a sync.
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

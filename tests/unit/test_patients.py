@@ -681,3 +681,19 @@ def test_the_patient_its_outbox_entry_and_its_audit_event_commit_together(
     assert counts(staff.desk) == before
     monkeypatch.undo()
     assert register(staff, "Fully Written").patient_number == "P-A-000001"  # no number burnt
+
+
+def test_reading_a_record_does_not_wait_for_a_writer(staff: Staff) -> None:
+    """Screens read through ``desk.reading()``; a sync batch holding the write lock must not
+    stall them (the store's busy timeout would otherwise freeze the window for up to 30 s)."""
+    known = register(staff, "Patient Reader")
+    started = time.perf_counter()
+    with staff.desk.transaction(staff.admin) as session:
+        session.get(Patient, known.id).phone = "+15550001111"  # type: ignore[union-attr]
+        session.flush()  # the write lock is held from here until the end of the block
+        with staff.desk.reading() as reader:
+            seen = reader.get(Patient, known.id)
+            assert seen is not None
+            phone_during_write = seen.phone
+    assert time.perf_counter() - started < 5
+    assert phone_during_write != "+15550001111"  # the uncommitted change is not visible
