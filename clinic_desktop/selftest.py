@@ -207,7 +207,12 @@ def _render_sign_in(app: Any, report: Report) -> None:
 
 
 def _load_web_page(app: Any, folder: Path, report: Report) -> None:
-    """Load a local file in a QWebEngineView and wait for ``loadFinished(True)``."""
+    """Load a local file in a QWebEngineView and wait for ``loadFinished(True)``.
+
+    The Checkout dialog's module is imported first: it needs Qt modules (QtQuick) that a
+    lean bundle might leave out, and the cashier must not be the first to find out.
+    """
+    import clinic_desktop.payments.checkout_dialog  # noqa: F401
     from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QTimer, QUrl
     from PySide6.QtWebEngineWidgets import QWebEngineView
 

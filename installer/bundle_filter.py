@@ -49,6 +49,7 @@ _DROP_LIBS = (
     "libQt6QuickEffects",
     "libQt6QuickTimeline",
     "libQt6QuickVectorImage",
+    "libQt6QuickTest",  # pulled in by PySide6.QtQuick's hook; needs QtTest, which is dropped
     "libQt6LabsStyleKit",
     "libQt6Charts",
     "libQt6Graphs",
