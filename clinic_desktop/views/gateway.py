@@ -54,6 +54,11 @@ def setup_clinic(store: OpenedStore, values: dict[str, str]) -> Desk:
         admin_full_name=values.get("admin_full_name", ""),
         password=values.get("password", ""),
     )
+    # A new clinic starts with the shipped starter catalogue, so the doctor's medicine
+    # autocomplete and the allergy check work from the first prescription.
+    from clinic_desktop.services.catalogues import seed_medicines
+
+    seed_medicines(result.desk, result.admin)
     return result.desk
 
 

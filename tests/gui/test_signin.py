@@ -46,6 +46,9 @@ def test_first_start_runs_setup_wizard_then_admin_can_sign_in(
     assert not wizard.isVisible()
     assert controller.desk is not None
     assert controller.desk.desk_code == "C"
+    from clinic_desktop.services import catalogues
+
+    assert catalogues.search_medicines(controller.desk, "amoxi")  # starter catalogue loaded
 
     qtbot.waitUntil(controller.sign_in.isVisible)
     assert controller.sign_in.username.text() == "ada"
