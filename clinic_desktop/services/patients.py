@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any
 
+from rapidfuzz.distance import OSA
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
@@ -281,22 +282,8 @@ def name_tokens(value: str) -> list[str]:
 
 def edit_distance(a: str, b: str, limit: int) -> int:
     """Optimal string alignment distance (typos, including swapped neighbours), or
-    ``limit + 1`` as soon as it is certain to exceed ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        if min(current) > limit:
-            return limit + 1
-        previous2, previous = previous, current
-    return previous[-1]
+    ``limit + 1`` as soon as it is certain to exceed ``limit`` (rapidfuzz, in C)."""
+    return int(OSA.distance(a, b, score_cutoff=limit))
 
 
 def _allowed_typos(word: str) -> int:
