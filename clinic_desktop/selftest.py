@@ -212,9 +212,10 @@ def _load_web_page(app: Any, folder: Path, report: Report) -> None:
     The Checkout dialog's module is imported first: it needs Qt modules (QtQuick) that a
     lean bundle might leave out, and the cashier must not be the first to find out.
     """
-    import clinic_desktop.payments.checkout_dialog  # noqa: F401
     from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QTimer, QUrl
     from PySide6.QtWebEngineWidgets import QWebEngineView
+
+    import clinic_desktop.payments.checkout_dialog  # noqa: F401
 
     page = folder / "selftest.html"
     page.write_text(
