@@ -364,8 +364,6 @@ def blame(gap: Gap, samples: list[Sample], gcs: GcWatch) -> list[str]:
     return gcs.during(begin, gap.end)[:4] + [f"{n} x {t}" for t, n in counts.most_common(6)]
 
 
-READ_ONLY = "clinic_read_only"
-
 # PySide6 6.12 on CPython 3.11 drops a reference to True on every Python ``Signal.emit()``
 # and one to None on every call of a void Qt method (measured: -1 per call); when a count
 # reaches zero the interpreter aborts ("deallocating True"). The posted-event probe emits 100
@@ -403,51 +401,12 @@ def _refs() -> dict[str, int]:
     return {"None": sys.getrefcount(None), "True": sys.getrefcount(True)}
 
 
-def try_deferred_reads() -> None:
-    """EXPERIMENT (``--try-deferred-reads``): the fix proposed for the lead, applied at runtime.
-
-    The store's ``begin`` hook starts EVERY transaction with ``BEGIN IMMEDIATE`` (the write
-    lock), read-only ``Desk.reading()`` sessions included, so a window's read waits for the
-    sync worker's snapshot page to commit, and keeps losing the lock to the next page. Here a
-    reading session marks its connection read-only and that connection's ``BEGIN IMMEDIATE``
-    becomes a plain deferred ``BEGIN``: in WAL mode a reader never waits for a writer.
-    Nothing in the project is changed; this only shows what the change would measure.
-    """
-    from contextlib import contextmanager
-
-    from sqlalchemy import event
-
-    from clinic_desktop.services.context import CLOCK, DEVICE, Desk
-
-    def deferred(
-        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
-    ) -> tuple[str, Any]:
-        if statement == "BEGIN IMMEDIATE" and conn.get_execution_options().get(READ_ONLY):
-            return "BEGIN", params
-        return statement, params
-
-    @contextmanager
-    def reading(self: Desk) -> Iterator[Any]:
-        if not event.contains(self.engine, "before_cursor_execute", deferred):
-            event.listen(self.engine, "before_cursor_execute", deferred, retval=True)
-        with self.sessions() as session:
-            session.connection(execution_options={READ_ONLY: True})
-            session.info[CLOCK] = self.clock
-            session.info[DEVICE] = self.device_id
-            yield session
-            session.rollback()
-
-    Desk.reading = reading  # type: ignore[method-assign]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from clinic_desktop.sync import worker as sync_worker
     from clinic_desktop.views.application import ClinicApp
     from clinic_desktop.views.common import apply_style
 
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    if args.try_deferred_reads:
-        try_deferred_reads()
     if args.switch_interval_ms:
         # EXPERIMENT: a waiting thread asks the GIL holder to let go after this long
         # (CPython's default is 5 ms); shorter should shorten the main thread's GIL waits.
@@ -626,7 +585,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "target_max_stall_ms": STALL_TARGET_MS,
         "meets_target": bool(in_sync) and summarise(in_sync)["max_stall_ms"] < STALL_TARGET_MS,
         "attribution": args.attribute,
-        "experiment_deferred_reads": args.try_deferred_reads,
         "gil_switch_interval_ms": round(sys.getswitchinterval() * 1000, 2),
         # Net change of the references from sign-in to the end of the run, the probe's own
         # emits added back (live objects holding None/True blur it); the count at the
@@ -671,11 +629,6 @@ def main() -> None:
         dest="attribute",
         action="store_false",
         help="do not sample the main thread's stack during stalls",
-    )
-    parser.add_argument(
-        "--try-deferred-reads",
-        action="store_true",
-        help="experiment: read-only sessions begin deferred, not IMMEDIATE (proposed fix)",
     )
     parser.add_argument(
         "--switch-interval-ms",
