@@ -11,10 +11,12 @@ downloads the whole clinic while the window is on screen.
 Why a 5 ms timer: a person notices a frozen window from about 50-100 ms. A precise 5 ms timer
 on the main thread ticks as long as the event loop is free; ``gap - interval`` is how long it
 was kept from running (the stall). A second probe emits a queued signal from a plain thread
-every 10 ms (as the sync worker does) and records how long each took to be delivered. With
-``--attribute`` (default on) a plain thread snapshots the main thread's Python stack whenever
-it has not ticked for 25 ms, so a stall can be blamed on a handler (file:line) or, when the
-stack is only the event loop, on Qt's own work or the main thread waiting for the GIL.
+every 10 ms (as the sync worker does) and records how long each took to be delivered. Unless
+``--no-attribute``, a plain thread snapshots the main thread's Python stack whenever it has
+not ticked for 25 ms, so a stall can be blamed on a handler (file:line) or, when the stack is
+only the event loop, on Qt's own work or the main thread waiting for the GIL; each stall also
+gets the main thread's CPU and run-queue time and the slow garbage collections it overlapped.
+``--switch-interval-ms`` is an experiment (CPython's GIL switch interval for the run).
 
 Prints JSON (stalls during the sync, per phase, the worst ones with their stacks).
 
