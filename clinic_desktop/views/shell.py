@@ -279,6 +279,22 @@ class Shell(QMainWindow):
                 QKeySequence.StandardKey.HelpContents,
             )
         )
+        self.about_action = make_action(self, "&About Clinic Desk", self.show_about)
+        help_menu.addAction(self.about_action)
+
+    def about_text(self) -> str:
+        """What the About box says: the version comes from the one place it is written."""
+        from clinic_desktop import __version__
+
+        return (
+            f"Clinic Desk {__version__}\n\n"
+            "Front desk, consultation and billing for a clinic; works offline and syncs "
+            "with the clinic's server.\n\n"
+            f"Desk {self.ctx.desk.desk_code}"
+        )
+
+    def show_about(self) -> None:
+        show_info(self, self.about_text(), "About Clinic Desk")
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()

@@ -83,6 +83,10 @@ def test_each_role_gets_its_own_window(
     status = shell.user_label.text()  # type: ignore[attr-defined]
     assert clinic.users[username].full_name in status
     assert shell.desk_label.text() == "Desk A"  # type: ignore[attr-defined]
+    from clinic_desktop import __version__
+
+    about = shell.about_text()  # type: ignore[attr-defined]
+    assert f"Clinic Desk {__version__}" in about  # the About box shows the one version
 
 
 def test_a_doctor_who_also_bills_can_switch_windows(
