@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models.audit import AuditEvent
 from clinic_desktop.services.context import Actor, Desk
+from clinic_desktop.services.errors import ValidationError
 
 GENESIS = "0" * 64
 
@@ -105,3 +107,62 @@ def verify_chain(session: Session, desk: Desk) -> ChainReport:
             problems.append(f"event #{event.seq} was altered")
         expected_prev, expected_seq = event.hash, event.seq + 1
     return ChainReport(checked=len(events), problems=problems)
+
+
+def _day_start_ms(day: date, zone: tzinfo) -> int:
+    """Milliseconds since the epoch at the clinic's local midnight starting ``day``."""
+    return int(datetime.combine(day, time.min, tzinfo=zone).timestamp() * 1000)
+
+
+def list_events(
+    desk: Desk,
+    actor: Actor,
+    *,
+    action: str = "",
+    user_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    flagged_only: bool = False,
+    limit: int = 500,
+) -> list[AuditEvent]:
+    """Audit events for the admin's audit tab, newest first and at most ``limit`` of them.
+
+    ``action`` matches as a prefix ("patient." or an exact action name). ``since`` and
+    ``until`` are the clinic's local dates, both included. Reading the log is not itself
+    audited: events carry ids and action names, never patient data.
+    """
+    # Imported here: users.py imports this module to record its own events.
+    from clinic_desktop.models.hlc import format_hlc
+    from clinic_desktop.services.consultation import clinic_settings, clinic_zone
+    from clinic_desktop.services.users import authorize
+
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError({"limit": "The number of events to show must be at least 1."})
+    if since is not None and until is not None and since > until:
+        raise ValidationError({"since": "The start date is after the end date."})
+    with desk.reading() as session:
+        authorize(session, actor, "admin", action="read the audit log")
+        zone = clinic_zone(clinic_settings(session, desk))
+        query = select(AuditEvent).where(AuditEvent.clinic_id == desk.clinic_id)
+        prefix = action.strip()
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(AuditEvent.action.like(escaped + "%", escape="\\"))
+        if user_id is not None:
+            query = query.where(AuditEvent.actor_id == user_id)
+        if since is not None:
+            query = query.where(
+                AuditEvent.occurred_at >= format_hlc(_day_start_ms(since, zone), 0, "")
+            )
+        if until is not None:
+            next_day = until + timedelta(days=1)
+            query = query.where(
+                AuditEvent.occurred_at < format_hlc(_day_start_ms(next_day, zone), 0, "")
+            )
+        if flagged_only:
+            query = query.where(AuditEvent.flagged.is_(True))
+        query = query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(limit)
+        events = list(session.scalars(query).all())
+        # Detached with columns loaded: the read session rolls back (expiring rows) on exit.
+        session.expunge_all()
+        return events
