@@ -320,6 +320,9 @@ def run_gui(data_dir: Path, *, allow_insecure_local_server: bool = False) -> int
     app.setOrganizationName("Clinic Desk")
     apply_style(app)
     install_excepthook()
+    from clinic_desktop.views.refcount_guard import RefcountGuard
+
+    guard = RefcountGuard(app)  # noqa: F841  (lives as the application's child)
     controller = ClinicApp(data_dir, app)
     controller.allow_insecure_server = allow_insecure_local_server
     controller.start()
