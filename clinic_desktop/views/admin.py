@@ -456,7 +456,7 @@ class AuditTab(QWidget):
         super().__init__()
         self.page = page
         self.action = QLineEdit()
-        self.action.setPlaceholderText("action contains, e.g. patient.open")
+        self.action.setPlaceholderText("action starts with, e.g. patient. or patient.open")
         self.action.setAccessibleName("Action filter")
         self.user = QComboBox()
         self.user.setAccessibleName("User filter")
