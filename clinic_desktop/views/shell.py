@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMenu,
+    QProgressBar,
     QPushButton,
     QStackedWidget,
     QToolBar,
@@ -232,6 +233,7 @@ class Shell(QMainWindow):
                 self.sync_label.setText("Connecting to the server...")
         bridge.status_text.connect(self.sync_label.setText)
         bridge.rows_changed.connect(self._rows_arrived)
+        bridge.snapshot_progress.connect(self.show_download_progress)
 
         if self.roles:
             self.switch_role(self.roles[0])
@@ -308,6 +310,13 @@ class Shell(QMainWindow):
         status.addWidget(self.user_label)
         status.addWidget(self.desk_label)
         status.addPermanentWidget(self.sync_label)
+        # The first download of a new workstation (or one after a long absence) shows here.
+        self.download_bar = QProgressBar()
+        self.download_bar.setAccessibleName("Downloading the clinic's records")
+        self.download_bar.setFormat("Downloading records %v of %m")
+        self.download_bar.setMaximumWidth(260)
+        self.download_bar.hide()
+        status.addPermanentWidget(self.download_bar)
 
     # ------------------------------------------------------------------ roles
     def _make_page(self, role: str) -> RolePage:
@@ -448,6 +457,15 @@ class Shell(QMainWindow):
         board.show()
         self.ctx.app.boards.append(board)
 
+    def show_download_progress(self, done: int, total: int) -> None:
+        """Snapshot progress from the sync worker: a bar while rows arrive, gone when done."""
+        if total <= 0 or done >= total:
+            self.download_bar.hide()
+            return
+        self.download_bar.setMaximum(total)
+        self.download_bar.setValue(done)
+        self.download_bar.show()
+
     def show_shortcuts(self) -> None:
         lines = []
         for action in self.findChildren(QAction):
@@ -468,6 +486,7 @@ class Shell(QMainWindow):
         for signal, slot in (
             (bridge.status_text, self.sync_label.setText),
             (bridge.rows_changed, self._rows_arrived),
+            (bridge.snapshot_progress, self.show_download_progress),
         ):
             with contextlib.suppress(RuntimeError, TypeError):
                 signal.disconnect(slot)

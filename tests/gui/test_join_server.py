@@ -63,6 +63,12 @@ def test_new_workstation_joins_the_server_then_its_admin_signs_in(
             lambda: shell.sync_label.text().startswith(("Online", "Syncing", "Downloading")),
             timeout=15_000,
         )
+        # The first download's progress, as the sync worker reports it, shows as a bar.
+        controller.sync.snapshot_progress.emit(50, 200)
+        assert shell.download_bar.isVisible()
+        assert (shell.download_bar.value(), shell.download_bar.maximum()) == (50, 200)
+        controller.sync.snapshot_progress.emit(200, 200)
+        assert not shell.download_bar.isVisible()
         shell.idle.stop()
         shell.close()
     finally:
