@@ -309,11 +309,24 @@ def gateway_change(desk: Desk, actor: Actor, old: str, new: str) -> None:
     gateway.change_own_password(desk, actor, old, new)
 
 
+# A thread waiting for the GIL asks its holder to let go after this long (CPython's default
+# is 5 ms). With the sync worker applying a first download, the default let the window stall
+# past 50 ms; at 1 ms the longest stall measured 23 ms (benchmarks/sync_stall_bench.py,
+# 100,000 rows), with no loss of sync speed.
+UI_SWITCH_INTERVAL_S = 0.001
+
+
+def tune_interpreter() -> None:
+    """Keep the window responsive while worker threads run Python code."""
+    sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
+
+
 def run_gui(data_dir: Path, *, allow_insecure_local_server: bool = False) -> int:
     """Run the desktop application on the store in ``data_dir``; returns the exit code.
 
     ``allow_insecure_local_server`` lets a demo reach a plain-http server on loopback only.
     """
+    tune_interpreter()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("Clinic Desk")
