@@ -88,3 +88,15 @@ class Payment(SyncMixin, Base):
         String(36), ForeignKey("payment.id"), nullable=True
     )
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+def bill_status(bill: Bill, net_paid_minor: int, any_refund: bool) -> str:
+    """The status an issued bill's payments imply; drafts, void bills and credit notes keep
+    theirs. One rule for desks and the server, so both derive the same status."""
+    if bill.status in ("draft", "void") or bill.credit_note_for:
+        return bill.status
+    if net_paid_minor >= bill.total_minor:
+        return "paid"
+    if net_paid_minor > 0:
+        return "partially_paid"
+    return "refunded" if any_refund else "issued"

@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import Bill, BillItem, Patient, Payment, PriceItem, User, Visit
+from clinic_desktop.models.billing import bill_status
 from clinic_desktop.services import money
 from clinic_desktop.services.audit import record_event
 from clinic_desktop.services.consultation import check_text, clinic_settings, clinic_zone
@@ -225,16 +226,9 @@ def _view(session: Session, bill: Bill) -> BillView:
 
 def derive_status(bill: Bill, payments: list[Payment]) -> str:
     """The status an issued bill has given its payments (drafts and void bills keep theirs)."""
-    if bill.status in ("draft", "void") or bill.credit_note_for:
-        return bill.status
-    net = sum(p.amount_minor for p in payments)
-    if net >= bill.total_minor:
-        return "paid"
-    if net > 0:
-        return "partially_paid"
-    if any(p.amount_minor < 0 for p in payments):
-        return "refunded"
-    return "issued"
+    return bill_status(
+        bill, sum(p.amount_minor for p in payments), any(p.amount_minor < 0 for p in payments)
+    )
 
 
 def _load_bill(session: Session, desk: Desk, bill_id: str) -> Bill:

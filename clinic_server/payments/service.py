@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clinic_desktop.models import Bill, Payment, new_id
+from clinic_desktop.models.billing import bill_status
 from clinic_desktop.models.hlc import HybridLogicalClock
 from clinic_server.db import Database
 from clinic_server.payments.settings import StripeSettings
@@ -73,17 +74,6 @@ def _stripe_down() -> PaymentProblem:
         "Stripe cannot be reached from the clinic server right now. The bill is still open; "
         "take cash or card, or try again in a few minutes.",
     )
-
-
-def bill_status_for(bill: Bill, net_paid: int, any_refund: bool) -> str:
-    """The status a bill's payments imply (void and draft bills keep theirs)."""
-    if bill.status in ("void", "draft"):
-        return bill.status
-    if bill.total_minor > 0 and net_paid >= bill.total_minor:
-        return "paid"
-    if net_paid > 0:
-        return "partially_paid"
-    return "refunded" if any_refund else "issued"
 
 
 class StripePayments:
@@ -162,7 +152,7 @@ class StripePayments:
         server_write(session, changes, payment, {}, self.clock, user)
         session.flush()
         net, any_refund = self._net_paid(session, bill.id)
-        status = bill_status_for(bill, net, any_refund)
+        status = bill_status(bill, net, any_refund)
         if status != bill.status:
             server_write(session, changes, bill, {"status": status}, self.clock, user)
         changes.finish(session)
